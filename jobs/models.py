@@ -1,0 +1,211 @@
+"""The provider-neutral invoice and what a provider gives back for it.
+
+An `Invoice` says what the finance team wants billed; `jobs/providers/*` turn
+it into a Maast or Stax request. Optional fields default to `None`, meaning
+"not given, let the provider apply its default", so a request parsed from a
+provider body maps back to exactly that body. Money is `Decimal` end to end;
+`Invoice.totals()` is the one place amounts are added up (via `jobs.money`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from jobs.money import Totals, compute_totals
+
+
+class Provider(StrEnum):
+    """The payment providers invoicer can create invoices at."""
+
+    MAAST = "maast"
+    STAX = "stax"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+Text = Annotated[str, Field(min_length=1)]
+Amount = Annotated[Decimal, Field(allow_inf_nan=False)]
+
+
+class Address(_Model):
+    """A postal address; every part optional."""
+
+    line1: str | None = None
+    line2: str | None = None
+    city: str | None = None
+    state: str | None = None
+    zip: str | None = None
+    zip4: str | None = None
+    country_code: str | None = None
+    """ISO 3166 numeric, e.g. "840" (Maast's form)."""
+    country: str | None = None
+
+
+class Contact(_Model):
+    """A person or firm on an invoice (Maast's Contact object, neutral names)."""
+
+    first_name: str | None = None
+    last_name: str | None = None
+    firm_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    address: Address | None = None
+
+
+class Customer(Contact):
+    """Who is billed: the provider's customer id plus contact and address."""
+
+    id: Text
+    """Maast: the vault `customer_id` (<=32 alphanumerics). Stax: the customer UUID."""
+
+
+class LineItem(_Model):
+    """One billed line."""
+
+    description: Text
+    quantity: Amount = Field(gt=0)
+    unit_price: Amount = Field(ge=0)
+    name: str | None = None
+    """Short item name (Stax `item`); defaults to the description."""
+
+    @field_validator("unit_price")
+    @classmethod
+    def _cents_at_most(cls, value: Decimal) -> Decimal:
+        if value.as_tuple().exponent < -2:  # type: ignore[operator]
+            raise ValueError("unit price has more than 2 decimal places")
+        return value
+
+
+class Tax(_Model):
+    """Sales tax: a percentage of the subtotal, or a fixed amount."""
+
+    kind: Literal["rate", "amount"]
+    value: Amount = Field(ge=0)
+
+
+class Terms(_Model):
+    """Payment terms: due a number of days after the invoice date, or on a date."""
+
+    kind: Literal["days", "date"]
+    days: int | None = Field(default=None, ge=0, le=3650)
+    due_date: date | None = None
+
+    @model_validator(mode="after")
+    def _one_value(self) -> Terms:
+        if self.kind == "days" and self.days is None:
+            raise ValueError("terms of kind 'days' need days")
+        if self.kind == "date" and self.due_date is None:
+            raise ValueError("terms of kind 'date' need due_date")
+        return self
+
+
+class Notes(_Model):
+    """Free text shown to the customer."""
+
+    memo: str | None = None
+    """Stax `meta.memo`, shown on the hosted page."""
+    footer: str | None = None
+    """Maast `footer_note` (<=750 characters)."""
+    terms: str | None = None
+    """Maast `payment_terms_note` (<=500 characters)."""
+
+
+class PaymentOptions(_Model):
+    """How the customer may pay; `None` leaves the provider's default."""
+
+    partial: bool | None = None
+    ach: bool | None = None
+    card: bool | None = None
+    tips: bool | None = None
+    email_receipt: bool | None = None
+
+
+class Funding(_Model):
+    """One split-funding leg (Stax): amounts must add up to the invoice total."""
+
+    account_id: Text
+    amount: Amount = Field(gt=0)
+
+
+class MaastExtras(_Model):
+    """Fields only Maast understands."""
+
+    profile_id: str | None = None
+    from_contact: Contact | None = None
+    save_customer: bool | None = None
+
+
+class StaxExtras(_Model):
+    """Fields only Stax understands."""
+
+    url: str = "https://app.staxpayments.com/#/bill/"
+    """Base of the hosted bill-pay page; Stax requires it (PROVIDERS.md 2.3)."""
+
+
+class Invoice(_Model):
+    """One invoice, as the finance team means it, before any provider sees it."""
+
+    number: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._/-]+$")]
+    """Our invoice number: the idempotency key (per provider account)."""
+    customer: Customer
+    lines: Annotated[list[LineItem], Field(min_length=1)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    tax: Tax | None = None
+    invoice_date: date | datetime | None = None
+    """A date; a full timestamp is kept as given (the Maast guide sends one)."""
+    terms: Terms | None = None
+    notes: Notes = Notes()
+    payment: PaymentOptions = PaymentOptions()
+    send: bool = False
+    """Send to the customer once created, instead of leaving a draft."""
+    funding: list[Funding] = []
+    maast: MaastExtras = MaastExtras()
+    stax: StaxExtras = StaxExtras()
+
+    @field_validator("invoice_date", mode="before")
+    @classmethod
+    def _date_or_timestamp(cls, value: object) -> object:
+        # A bare "YYYY-MM-DD" is a date; anything with a time part stays a
+        # timestamp so it can be sent back exactly as it came.
+        if isinstance(value, str) and "T" not in value and " " not in value.strip():
+            return date.fromisoformat(value.strip())
+        if isinstance(value, str):
+            return datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        return value
+
+    def totals(self) -> Totals:
+        """Subtotal, tax and total, rounded as the providers round."""
+        tax = self.tax
+        return compute_totals(
+            ((line.quantity, line.unit_price) for line in self.lines),
+            tax_rate_percent=tax.value if tax and tax.kind == "rate" else None,
+            tax_amount=tax.value if tax and tax.kind == "amount" else None,
+        )
+
+    def fingerprint(self) -> str:
+        """A hash of the canonical content: equal invoices, equal fingerprints."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+class InvoiceReceipt(_Model):
+    """The proof that a provider created (and perhaps sent) an invoice."""
+
+    provider: Provider
+    provider_id: Text
+    invoice_number: Text
+    status: str
+    """The provider's own status word (Maast SAVED/OUTSTANDING, Stax DRAFT/SENT...)."""
+    link: str | None = None
+    """Where the customer pays, when the provider has one yet."""
+    total: Amount | None = None
+    sent: bool = False

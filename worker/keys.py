@@ -1,0 +1,101 @@
+"""Every Redis key invoicer uses, named in one place.
+
+All keys live under one configurable prefix (default `invoicer:`), so one
+Redis can serve several installations and `redis-cli --scan --pattern
+'invoicer:*'` shows exactly what is ours. arq's own per-job keys
+(`arq:job:<id>`, `arq:in-progress:<id>`, `arq:retry:<id>`, `arq:result:<id>`)
+keep arq's fixed prefixes; our job ids start with the prefix so they can be
+told apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobs.models import Provider
+
+ARQ_JOB = "arq:job:"
+ARQ_IN_PROGRESS = "arq:in-progress:"
+ARQ_RETRY = "arq:retry:"
+ARQ_RESULT = "arq:result:"
+
+
+def invoice_key(provider: Provider, account: str, number: str) -> str:
+    """`maast:INV-1`, or `maast@acct:INV-1` for a non-default account.
+
+    The one name an invoice goes by in logs, the ledger, dead letters, the
+    dashboard and arq job ids.
+    """
+    who = provider.value if account == "default" else f"{provider.value}@{account}"
+    return f"{who}:{number}"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix."""
+
+    prefix: str = "invoicer:"
+
+    def queue(self, provider: Provider) -> str:
+        """arq queue (sorted set of job ids) for one provider."""
+        return f"{self.prefix}queue:{provider.value}"
+
+    def job_id(self, invoice_key: str, generation: int) -> str:
+        """arq job id: one per invoice and requeue generation."""
+        return f"{self.prefix}{invoice_key}#{generation}"
+
+    def ledger(self, invoice_key: str) -> str:
+        """Hash: the invoice's state, fingerprint, payload, receipt, errors, attempts."""
+        return f"{self.prefix}ledger:{invoice_key}"
+
+    def history(self, invoice_key: str) -> str:
+        """List: the invoice's attempt history (capped), newest last."""
+        return f"{self.prefix}history:{invoice_key}"
+
+    def leases(self) -> str:
+        """Sorted set: invoice keys held by a worker, scored by lease expiry (ms)."""
+        return f"{self.prefix}leases"
+
+    def batch(self, batch_id: str) -> str:
+        """Hash: a batch's name, provider, creation time and per-state counters."""
+        return f"{self.prefix}batch:{batch_id}"
+
+    def batch_members(self, batch_id: str) -> str:
+        """Sorted set: the invoice keys of a batch, scored by enqueue order."""
+        return f"{self.prefix}batch:{batch_id}:members"
+
+    def batches(self) -> str:
+        """Sorted set: batch ids scored by creation time (ms)."""
+        return f"{self.prefix}batches"
+
+    def totals(self) -> str:
+        """Hash: per-state counters over every invoice, for the dashboard."""
+        return f"{self.prefix}totals"
+
+    def dead_letters(self) -> str:
+        """Sorted set: dead-lettered invoice keys scored by time (ms)."""
+        return f"{self.prefix}dlq"
+
+    def dead_letter(self, invoice_key: str) -> str:
+        """Hash: one dead-letter entry."""
+        return f"{self.prefix}dlq:{invoice_key}"
+
+    def rate(self, provider: Provider, account: str) -> str:
+        """Sorted set: request grant times of the last window (shared limiter)."""
+        return f"{self.prefix}rate:{provider.value}:{account}"
+
+    def failures(self, provider: Provider, account: str) -> str:
+        """Sorted set: failed (4xx) request times of the last minute."""
+        return f"{self.prefix}failures:{provider.value}:{account}"
+
+    def pause(self, provider: Provider, account: str) -> str:
+        """String with TTL: why the provider account is paused, while it is."""
+        return f"{self.prefix}pause:{provider.value}:{account}"
+
+    def workers(self) -> str:
+        """Hash: worker id -> last heartbeat JSON."""
+        return f"{self.prefix}workers"
+
+    def throughput(self, provider: Provider) -> str:
+        """Sorted set: finished invoice events scored by time, for rates and ETA."""
+        return f"{self.prefix}throughput:{provider.value}"

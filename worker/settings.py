@@ -1,0 +1,174 @@
+"""Settings: the only module that reads the environment.
+
+`load_settings()` reads `os.environ` (and an optional `.env` file, whose
+values the real environment overrides) once, into frozen pydantic models that
+are passed to everything else. API keys and passwords are `SecretStr`: their
+`repr` and `str` print `**********`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from jobs.errors import ConfigurationError
+from jobs.models import Provider
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ProviderSettings(_Frozen):
+    """How to reach one provider account, and how fast we may go."""
+
+    provider: Provider
+    api_key: SecretStr | None = None
+    base_url: str
+    account: str = "default"
+    """Names the provider account in idempotency keys, limits and pauses."""
+    rate_per_minute: float | None = Field(default=None, gt=0)
+    """The shared request budget; `None` means no limit (Maast publishes none)."""
+    failed_per_minute: int | None = Field(default=None, gt=0)
+    """Failed (4xx) requests allowed per minute before we pause (Stax blocks at 10)."""
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=100, gt=0)
+
+    @property
+    def key_variable(self) -> str:
+        """The environment variable that holds this provider's key."""
+        return f"{self.provider.upper()}_API_KEY"
+
+    def require_key(self) -> SecretStr:
+        """The API key, or a `ConfigurationError` naming the variable to set."""
+        if self.api_key is None or not self.api_key.get_secret_value():
+            raise ConfigurationError(f"{self.key_variable} is not set: {self.provider} needs it")
+        return self.api_key
+
+
+class RetrySettings(_Frozen):
+    """The budget of one invoice: how often and how long we keep trying."""
+
+    max_attempts: int = Field(default=8, ge=1)
+    max_age_s: float = Field(default=24 * 3600, gt=0)
+    backoff_base_s: float = Field(default=1.0, gt=0)
+    backoff_cap_s: float = Field(default=300.0, gt=0)
+
+
+class Settings(_Frozen):
+    """Everything invoicer is configured with."""
+
+    redis_url: SecretStr | None = None
+    """`None`: start an embedded Redis in `data_dir`."""
+    redis_prefix: str = "invoicer:"
+    data_dir: Path = Path(".invoicer")
+    maast: ProviderSettings
+    stax: ProviderSettings
+    retry: RetrySettings = RetrySettings()
+    lease_s: float = Field(default=10.0, gt=0)
+    """How long a worker's hold on a job lasts without a heartbeat."""
+    poll_delay_s: float = Field(default=0.02, gt=0)
+    concurrency: int = Field(default=50, gt=0)
+    shutdown_wait_s: int = Field(default=30, ge=0)
+    sentry_dsn: SecretStr | None = None
+    web_token: SecretStr | None = None
+
+    def provider(self, provider: Provider) -> ProviderSettings:
+        """The settings of one provider."""
+        return self.maast if provider is Provider.MAAST else self.stax
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """`KEY=VALUE` lines of a `.env` file; blank lines and `#` comments skipped."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> Settings:
+    """Build `Settings` from the environment, over an optional `.env` file.
+
+    Raises:
+        ConfigurationError: a value is malformed (the message names the variable).
+    """
+    env = dict(read_env_file(env_file)) if env_file else {}
+    env.update(os.environ if environ is None else environ)
+    try:
+        return _build(env)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigurationError(f"invalid setting {where}: {first['msg']}") from None
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def _build(env: Mapping[str, str]) -> Settings:
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return value if value not in (None, "") else None
+
+    def given(**values: str | None) -> dict[str, str]:
+        return {k: v for k, v in values.items() if v is not None}
+
+    def provider(p: Provider, base_url: str, **defaults: object) -> ProviderSettings:
+        up = p.upper()
+        fields: dict[str, object] = {
+            "provider": p,
+            "base_url": get(f"{up}_BASE_URL") or base_url,
+            **defaults,
+            **given(
+                api_key=get(f"{up}_API_KEY"),
+                account=get(f"{up}_ACCOUNT"),
+                rate_per_minute=get(f"{up}_RATE_PER_MINUTE"),
+                failed_per_minute=get(f"{up}_FAILED_PER_MINUTE"),
+                connect_timeout_s=get("INVOICER_CONNECT_TIMEOUT_S"),
+                read_timeout_s=get("INVOICER_READ_TIMEOUT_S"),
+            ),
+        }
+        return ProviderSettings.model_validate(fields)
+
+    retry = RetrySettings.model_validate(
+        given(
+            max_attempts=get("INVOICER_MAX_ATTEMPTS"),
+            max_age_s=get("INVOICER_MAX_AGE_S"),
+            backoff_base_s=get("INVOICER_BACKOFF_BASE_S"),
+            backoff_cap_s=get("INVOICER_BACKOFF_CAP_S"),
+        )
+    )
+    return Settings.model_validate(
+        {
+            "maast": provider(Provider.MAAST, "https://api-test.maast.com"),
+            "stax": provider(
+                Provider.STAX,
+                "https://apiprod.fattlabs.com",
+                rate_per_minute=100,
+                failed_per_minute=8,
+            ),
+            "retry": retry,
+            **given(
+                redis_url=get("INVOICER_REDIS_URL"),
+                redis_prefix=get("INVOICER_REDIS_PREFIX"),
+                data_dir=get("INVOICER_DATA_DIR"),
+                lease_s=get("INVOICER_LEASE_S"),
+                poll_delay_s=get("INVOICER_POLL_DELAY_S"),
+                concurrency=get("INVOICER_CONCURRENCY"),
+                shutdown_wait_s=get("INVOICER_SHUTDOWN_WAIT_S"),
+                sentry_dsn=get("SENTRY_DSN"),
+                web_token=get("INVOICER_WEB_TOKEN"),
+            ),
+        }
+    )
