@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 
 import redis
+from pydantic import SecretStr
+
+from worker.settings import Settings
 
 SOCKET_NAME = "redis.sock"
 
@@ -96,3 +99,20 @@ def _command(data_dir: Path) -> list[str]:
         "--pidfile", str(here / "redis.pid"),
         "--logfile", str(here / "redis.log"),
     ]  # fmt: skip
+
+
+def with_redis(settings: Settings) -> tuple[Settings, str | None]:
+    """`settings` with a Redis URL: the configured one, else the embedded one.
+
+    Returns:
+        The settings, and a line to tell the user when the embedded Redis is used.
+    """
+    if settings.redis_url is not None:
+        return settings, None
+    url, started = ensure_running(settings.data_dir)
+    verb = "started" if started else "using"
+    note = (
+        f"{verb} embedded Redis in {settings.data_dir}/ (AOF on); "
+        "set INVOICER_REDIS_URL to use your own"
+    )
+    return settings.model_copy(update={"redis_url": SecretStr(url)}), note

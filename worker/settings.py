@@ -76,6 +76,8 @@ class Settings(_Frozen):
     shutdown_wait_s: int = Field(default=30, ge=0)
     sentry_dsn: SecretStr | None = None
     web_token: SecretStr | None = None
+    arq_provider: Provider = Provider.MAAST
+    """The queue `arq worker.app.WorkerSettings` drains."""
 
     def provider(self, provider: Provider) -> ProviderSettings:
         """The settings of one provider."""
@@ -169,6 +171,7 @@ def _build(env: Mapping[str, str]) -> Settings:
                 shutdown_wait_s=get("INVOICER_SHUTDOWN_WAIT_S"),
                 sentry_dsn=get("SENTRY_DSN"),
                 web_token=get("INVOICER_WEB_TOKEN"),
+                arq_provider=get("INVOICER_ARQ_PROVIDER"),
             ),
         }
     )
