@@ -1,0 +1,325 @@
+"""What every provider client shares: config, the HTTP client, JSON, error mapping.
+
+This module owns the one place transport failures become `InvoiceError`s
+(`map_transport_errors`), the error-table lookup both providers use, exact
+Decimal JSON encoding and the `HttpProvider` base that sends one request and
+decodes its body. It knows nothing about Maast or Stax field names and never
+retries, sleeps or touches Redis: retry policy is the worker's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from typing import Literal
+
+import aiohttp
+import httpx2 as httpx
+from httpx_aiohttp.httpx2 import AiohttpTransport
+
+from jobs.errors import (
+    ConfigurationError,
+    FieldError,
+    InvoiceError,
+    InvoiceRejected,
+    OutcomeUnknown,
+    ProviderUnavailable,
+    RateLimited,
+)
+
+DEFAULT_RETRY_AFTER_S = 60.0
+"""Wait this long after a 429 that names no delay."""
+
+Operation = Literal["create", "find", "detail", "send"]
+"""What a request was for: a 404 means a wrong base URL for some, an unknown id for others."""
+
+JsonBody = Mapping[str, object]
+
+
+@dataclass(frozen=True, repr=False)
+class ProviderConfig:
+    """How to reach one provider account; the key never shows in `repr`."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    max_connections: int = 100
+
+    def __repr__(self) -> str:
+        return (
+            f"ProviderConfig(base_url={self.base_url!r}, api_key='***', "
+            f"connect_timeout_s={self.connect_timeout_s}, read_timeout_s={self.read_timeout_s}, "
+            f"max_connections={self.max_connections})"
+        )
+
+
+def build_client(
+    config: ProviderConfig, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The one shared client of a provider account, with explicit timeouts.
+
+    Uses the aiohttp transport (far less CPU per request under concurrency)
+    unless `transport` is given, e.g. `httpx.MockTransport` in tests.
+    """
+    timeout = httpx.Timeout(
+        connect=config.connect_timeout_s,
+        read=config.read_timeout_s,
+        write=config.read_timeout_s,
+        # Waiting for a free pooled connection means waiting for other requests
+        # to finish reading, so it gets the read budget, not the connect one.
+        pool=config.read_timeout_s,
+    )
+    limits = httpx.Limits(
+        max_connections=config.max_connections,
+        max_keepalive_connections=config.max_connections,
+    )
+    return httpx.AsyncClient(
+        base_url=config.base_url,
+        timeout=timeout,
+        limits=limits,
+        transport=transport if transport is not None else AiohttpTransport(limits=limits),
+        # worker/settings.py is the only reader of the environment: no proxy
+        # or certificate settings may sneak in from it here.
+        trust_env=False,
+        follow_redirects=False,
+    )
+
+
+# --- transport errors -------------------------------------------------------
+
+_NEVER_SENT_AIOHTTP = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+_NEVER_SENT_HTTPX = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def _aiohttp_cause(exc: BaseException) -> aiohttp.ClientError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, aiohttp.ClientError):
+            return seen
+        seen = seen.__cause__
+    return None
+
+
+def never_sent(exc: BaseException) -> bool:
+    """True when `exc` proves the request never reached the provider.
+
+    httpx_aiohttp maps every `aiohttp.ClientConnectionError` (including a
+    server dropping the connection after reading our request) to
+    `ConnectTimeout`, so the original aiohttp error decides when there is one.
+    Anything not known to be "never sent" is treated as "maybe sent".
+    """
+    cause = _aiohttp_cause(exc)
+    if cause is not None:
+        return isinstance(cause, _NEVER_SENT_AIOHTTP)
+    return isinstance(exc, _NEVER_SENT_HTTPX)
+
+
+def transport_error(exc: Exception) -> InvoiceError:
+    """The `InvoiceError` for a transport failure (see `map_transport_errors`)."""
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return ConfigurationError(f"bad provider URL ({detail})")
+    if never_sent(exc):
+        return ProviderUnavailable(f"request not sent ({detail})")
+    # A lookup is cheap, a duplicate invoice is not: when unsure, unknown.
+    return OutcomeUnknown(f"request may have reached the provider ({detail})")
+
+
+@contextmanager
+def map_transport_errors() -> Iterator[None]:
+    """Translate transport failures, once: never sent -> `ProviderUnavailable`;
+    maybe sent (read timeout, dropped connection, write or protocol error) ->
+    `OutcomeUnknown`; a malformed base URL -> `ConfigurationError`.
+    """
+    try:
+        yield
+    except (httpx.RequestError, httpx.InvalidURL, aiohttp.ClientError) as exc:
+        raise transport_error(exc) from exc
+
+
+# --- HTTP answers -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a provider's error table: (status, body code) -> error class."""
+
+    status: int
+    code: int | None
+    error: type[InvoiceError]
+    why: str
+
+
+def lookup(rows: Sequence[Row], status: int, code: int | None) -> type[InvoiceError]:
+    """The error class for `status` and `code`: an exact row, a status-only row,
+    then the fallbacks (other 4xx rejected, anything else unknown)."""
+    for row in rows:
+        if row.status == status and row.code == code:
+            return row.error
+    for row in rows:
+        if row.status == status and row.code is None:
+            return row.error
+    if 400 <= status < 500:
+        return InvoiceRejected
+    return OutcomeUnknown
+
+
+def make_error(
+    error: type[InvoiceError],
+    message: str,
+    *,
+    status: int,
+    code: str | None,
+    field_errors: tuple[FieldError, ...],
+    headers: httpx.Headers,
+) -> InvoiceError:
+    """Build `error`, giving `RateLimited` its delay from `Retry-After`."""
+    if issubclass(error, RateLimited):
+        return error(message, retry_after_s=retry_after_s(headers), status=status)
+    return error(message, status=status, code=code, field_errors=field_errors)
+
+
+def retry_after_s(headers: httpx.Headers, default_s: float = DEFAULT_RETRY_AFTER_S) -> float:
+    """`Retry-After` as seconds (delta-seconds or an HTTP-date), else `default_s`."""
+    value = headers.get("retry-after", "").strip()
+    if not value:
+        return default_s
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default_s
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\[\]]*$")
+
+
+def field_errors_from(data: object, default_message: str = "failed validation") -> list[FieldError]:
+    """Field errors from whatever shape a provider put them in.
+
+    Accepts a dict field -> message(s), a list of `{field, message}` objects
+    (or of field-keyed dicts), and a list of strings: a bare identifier is a
+    field name (Maast lists failing fields), anything else a message.
+    """
+    if isinstance(data, Mapping):
+        if "field" in data and ("message" in data or "msg" in data):
+            return [FieldError(str(data["field"]), str(data.get("message", data.get("msg"))))]
+        errors: list[FieldError] = []
+        for name, messages in data.items():
+            items = messages if isinstance(messages, list) else [messages]
+            errors.extend(FieldError(str(name), str(m)) for m in items if m is not None)
+        return errors
+    if isinstance(data, list):
+        found: list[FieldError] = []
+        for item in data:
+            if isinstance(item, str):
+                is_name = bool(_FIELD_NAME.match(item))
+                found.append(FieldError(item, default_message) if is_name else FieldError("", item))
+            else:
+                found.extend(field_errors_from(item, default_message))
+        return found
+    return []
+
+
+# --- JSON -------------------------------------------------------------------
+
+
+def dumps(value: object) -> str:
+    """Compact JSON with `Decimal` written as its exact text (never via float)."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"cannot send {value} as a JSON number")
+        return format(value, "f")
+    if isinstance(value, int | float | str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Mapping):
+        items = (f"{json.dumps(str(k), ensure_ascii=False)}:{dumps(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(dumps(v) for v in value) + "]"
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def loads(text: str | bytes) -> object:
+    """Parse JSON with numbers that have a fraction as exact `Decimal`s."""
+    return json.loads(text, parse_float=Decimal)
+
+
+def body_of(response: httpx.Response) -> object:
+    """The response's JSON, or `None` for an empty or non-JSON body (an HTML 502 page)."""
+    try:
+        return loads(response.content) if response.content else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def as_decimal(value: object) -> Decimal | None:
+    """A money value that may come as a number or a string ("2.00")."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, Decimal | int | str):
+        try:
+            return Decimal(str(value).strip())
+        except ArithmeticError:
+            return None
+    return None
+
+
+# --- the client base ---------------------------------------------------------
+
+
+class HttpProvider:
+    """Owns one shared HTTP client and sends requests through the error mapper."""
+
+    def __init__(
+        self, config: ProviderConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.config = config
+        self._client = build_client(config, transport)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+    def _headers(self, *, redacted: bool = False) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _url(self, path: str) -> str:
+        return self.config.base_url.rstrip("/") + path
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: object = None,
+        params: Mapping[str, str | int | list[str]] | None = None,
+    ) -> httpx.Response:
+        """Send one request; transport failures come out as `InvoiceError`s."""
+        content = dumps(body).encode() if body is not None else None
+        with map_transport_errors():
+            return await self._client.request(
+                method,
+                self._url(path),
+                content=content,
+                params=params,
+                headers=self._headers(),
+            )
+
+    async def aclose(self) -> None:
+        """Close the shared HTTP client."""
+        await self._client.aclose()
