@@ -92,6 +92,14 @@ class Keys:
         """String with TTL: why the provider account is paused, while it is."""
         return f"{self.prefix}pause:{provider.value}:{account}"
 
+    def rate_tat(self, provider: Provider, account: str) -> str:
+        """String: the shared limiter's next free slot (Redis server time, microseconds)."""
+        return f"{self.prefix}rate-tat:{provider.value}:{account}"
+
+    def pause_reported(self, provider: Provider, account: str) -> str:
+        """String: set (NX) by the one process that reports a configuration pause."""
+        return f"{self.prefix}pause-reported:{provider.value}:{account}"
+
     def workers(self) -> str:
         """Hash: worker id -> last heartbeat JSON."""
         return f"{self.prefix}workers"

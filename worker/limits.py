@@ -1,0 +1,449 @@
+"""The shared pace of one provider account: request slots, pauses, the 4xx budget.
+
+Owns every decision about *when* a request may leave for a provider, for all
+worker processes on all hosts at once, through Redis:
+
+- a rate limit: one Lua call reserves the next request slot on a GCRA
+  timeline ("theoretical arrival time") kept in Redis and read with Redis's
+  own clock (`TIME`), so hosts with skewed clocks share one timeline; an
+  `aiolimiter.AsyncLimiter` per process sits in front so a process with
+  hundreds of waiting jobs does not hammer Redis;
+- pauses: a 429 pauses the account for its Retry-After, a 401/403 pauses it
+  until an operator resumes it (reported once across every process), and a
+  budget of failed (4xx) requests pauses it before Stax's ten-failures-a-minute
+  one-hour IP block.
+
+It never calls a provider, never retries and never touches the ledger: it only
+says "go", "wait" or "stop" (`RateLimited`). Key names come from `worker.keys`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+import redis.asyncio as aioredis
+from aiolimiter import AsyncLimiter
+
+from jobs.errors import ConfigurationError, InvoiceError, RateLimited
+from jobs.models import Provider
+from worker.keys import Keys
+from worker.settings import ProviderSettings
+
+log = logging.getLogger("invoicer.limits")
+
+WINDOW_MS = 60_000
+"""The failure budget's sliding window (Stax counts failures per minute)."""
+SAFETY = 0.02
+"""Slots are spaced 2% wider than the limit: the provider's clock and our
+sleeps are not exact, and going over costs a 429 (or an hour's block)."""
+PAUSE_RECHECK_S = 5.0
+"""How soon a job turned away by a pause with no end should come back."""
+LOCAL_PAUSE_CACHE_S = 1.0
+"""A seen pause is trusted locally this long, so a paused process does not ask
+Redis for every job; short, so a hand `resume` is noticed within a second."""
+MIN_PAUSE_S = 1.0
+"""A 429 without a usable Retry-After still pauses this long."""
+
+# Shared by the scripts below: Redis's clock, and a pause that never shortens.
+# `ttl_ms < 0` pauses until resumed by hand. Returns 0 (unchanged: an equal
+# or longer pause holds), 1 (newly paused) or 2 (an existing pause lengthened).
+_LUA_PRELUDE = """
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_ms = math.floor(now_us / 1000)
+local function pause(key, reason, ttl_ms)
+  local pttl = redis.call('PTTL', key)
+  if pttl == -1 then return 0 end
+  if ttl_ms >= 0 and pttl >= ttl_ms then return 0 end
+  local until_ms = 'null'
+  if ttl_ms >= 0 then until_ms = string.format('%d', now_ms + ttl_ms) end
+  local value = '{"reason":' .. cjson.encode(reason) .. ',"set_at_ms":'
+    .. string.format('%d', now_ms) .. ',"until_ms":' .. until_ms .. '}'
+  if ttl_ms >= 0 then
+    redis.call('SET', key, value, 'PX', ttl_ms)
+  else
+    redis.call('SET', key, value)
+  end
+  if pttl == -2 then return 1 end
+  return 2
+end
+"""
+
+# KEYS: pause. ARGV: reason, ttl_ms (-1: until resumed).
+_PAUSE_LUA = _LUA_PRELUDE + "return pause(KEYS[1], ARGV[1], tonumber(ARGV[2]))"
+
+# KEYS: pause. Returns {pttl, now_ms, value}; pttl -2 means not paused.
+_PROBE_LUA = (
+    _LUA_PRELUDE + "return {redis.call('PTTL', KEYS[1]), now_ms, redis.call('GET', KEYS[1])}"
+)
+
+# KEYS: pause, tat. ARGV: interval_us, max_wait_us.
+# Returns {1, wait_us, slot_us} (reserved), {0, wait_us, slot_us} (too far:
+# nothing reserved) or {-1, pttl, value, now_ms} (paused: nothing reserved).
+# No burst: a slot is never earlier than the previous slot + one interval.
+_RESERVE_LUA = (
+    _LUA_PRELUDE
+    + """
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl ~= -2 then return {-1, pttl, redis.call('GET', KEYS[1]), now_ms} end
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+local slot = math.max(tat, now_us)
+local wait = slot - now_us
+if wait > tonumber(ARGV[2]) then return {0, wait, slot} end
+local next_tat = slot + interval
+redis.call('SET', KEYS[2], string.format('%d', next_tat),
+  'PX', math.ceil((next_tat - now_us) / 1000) + 1000)
+return {1, wait, slot}
+"""
+)
+
+# KEYS: failures, pause. ARGV: limit (0: none), window_ms, member, reason.
+# Counts one failure; when the window holds `limit`, pauses until the oldest
+# failure leaves it. Returns {count, pause_result, pause_ttl_ms}.
+_FAILURE_LUA = (
+    _LUA_PRELUDE
+    + """
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - window)
+redis.call('ZADD', KEYS[1], now_ms, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+local count = redis.call('ZCARD', KEYS[1])
+local limit = tonumber(ARGV[1])
+if limit <= 0 or count < limit then return {count, 0, 0} end
+local oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
+local ttl = math.max(1, oldest + window - now_ms)
+return {count, pause(KEYS[2], ARGV[4], ttl), ttl}
+"""
+)
+
+# KEYS: failures, tat, pause. ARGV: window_ms.
+# Returns {now_us, failures_in_window, tat_us, pause_pttl}.
+_BUDGET_LUA = (
+    _LUA_PRELUDE
+    + """
+local failures = redis.call('ZCOUNT', KEYS[1], now_ms - tonumber(ARGV[1]) + 1, '+inf')
+local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+return {string.format('%d', now_us), failures, string.format('%d', tat),
+  redis.call('PTTL', KEYS[3])}
+"""
+)
+
+
+@dataclass(frozen=True)
+class PauseState:
+    """Why a provider account is paused, and until when (Redis server time)."""
+
+    reason: str
+    until_ms: int | None
+    """`None`: until an operator resumes it."""
+    set_at_ms: int | None = None
+    """`None` when the flag was set by hand outside invoicer."""
+    remaining_s: float | None = None
+    """Seconds left when read (Redis's own count); `None` with no end."""
+
+    @property
+    def indefinite(self) -> bool:
+        """True when only `resume` ends this pause."""
+        return self.until_ms is None
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One reservation attempt on the shared timeline (Redis server time)."""
+
+    granted: bool
+    wait_s: float
+    at_s: float
+    """When the slot is (or would have been), in Redis server seconds."""
+
+
+def _text(value: bytes | str) -> str:
+    # The caller's client may or may not decode responses.
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _pause_from(raw: bytes | str, pttl_ms: int, now_ms: int) -> PauseState:
+    """Parse the pause flag; a plain string (set with redis-cli) is its reason."""
+    text = _text(raw)
+    until_ms = None if pttl_ms < 0 else now_ms + pttl_ms
+    remaining_s = None if pttl_ms < 0 else pttl_ms / 1000
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return PauseState(reason=text, until_ms=until_ms, remaining_s=remaining_s)
+    set_at = data.get("set_at_ms")
+    return PauseState(
+        reason=str(data.get("reason", "")),
+        until_ms=until_ms,
+        set_at_ms=int(set_at) if isinstance(set_at, int | float) else None,
+        remaining_s=remaining_s,
+    )
+
+
+def _who(provider: Provider, account: str) -> str:
+    return provider.value if account == "default" else f"{provider.value}@{account}"
+
+
+async def pause_provider(
+    redis: aioredis.Redis,
+    keys: Keys,
+    provider: Provider,
+    account: str,
+    reason: str,
+    ttl_s: float | None = None,
+) -> bool:
+    """Pause one provider account for every worker (`ttl_s=None`: until resumed).
+
+    Never shortens a longer pause, and an indefinite pause is only ended by
+    `resume_provider`. Returns True if the account was not paused before.
+    """
+    ttl_ms = -1 if ttl_s is None else max(1, math.ceil(ttl_s * 1000))
+    script = redis.register_script(_PAUSE_LUA)
+    result = await script(keys=[keys.pause(provider, account)], args=[reason, ttl_ms])
+    return int(result) == 1
+
+
+async def resume_provider(
+    redis: aioredis.Redis, keys: Keys, provider: Provider, account: str
+) -> bool:
+    """End any pause of the account (and re-arm its one-time report).
+
+    Returns True if it was paused. The failure window is kept: the provider
+    still counts those failures.
+    """
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.pause(provider, account))
+        pipe.delete(keys.pause_reported(provider, account))
+        removed, _ = await pipe.execute()
+    return int(removed) == 1
+
+
+async def pause_state(
+    redis: aioredis.Redis, keys: Keys, provider: Provider, account: str
+) -> PauseState | None:
+    """The account's pause, or `None` when requests may flow."""
+    script = redis.register_script(_PROBE_LUA)
+    reply: Sequence[int | bytes | str | None] = await script(keys=[keys.pause(provider, account)])
+    return _probe_reply(reply)
+
+
+def _probe_reply(reply: Sequence[int | bytes | str | None]) -> PauseState | None:
+    pttl, now_ms = int(reply[0] or 0), int(reply[1] or 0)
+    raw = reply[2] if len(reply) > 2 else None
+    if pttl == -2 or raw is None or isinstance(raw, int):
+        return None
+    return _pause_from(raw, pttl, now_ms)
+
+
+class ProviderLimiter:
+    """`jobs.ports.Limiter` for one provider account, shared through Redis.
+
+    Args:
+        redis: the shared Redis (decoded responses or not).
+        keys: key names under the installation's prefix.
+        settings: the account's `rate_per_minute` (None: unlimited) and
+            `failed_per_minute` (None: no failure budget).
+        max_wait_s: the longest `acquire` waits for a slot before it raises
+            `RateLimited` (keep `concurrency * max_wait_s` under arq's job timeout).
+        clock: wall clock for the short local cache of a seen pause.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        settings: ProviderSettings,
+        *,
+        max_wait_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._settings = settings
+        self._max_wait_s = max_wait_s
+        self._clock = clock
+        self._who = _who(settings.provider, settings.account)
+        rate = settings.rate_per_minute
+        self._interval_us = round(60e6 * (1 + SAFETY) / rate) if rate else 0
+        # aiolimiter needs max_rate >= 1 to grant one; keep the same rate.
+        self._local = AsyncLimiter(max(1.0, rate), 60 * max(1.0, rate) / rate) if rate else None
+        self._reserve_script = redis.register_script(_RESERVE_LUA)
+        self._probe_script = redis.register_script(_PROBE_LUA)
+        self._failure_script = redis.register_script(_FAILURE_LUA)
+        self._budget_script = redis.register_script(_BUDGET_LUA)
+        self._seen_pause: tuple[float, str, float | None] | None = None
+
+    @property
+    def _pause_key(self) -> str:
+        return self._keys.pause(self._settings.provider, self._settings.account)
+
+    async def acquire(self) -> None:
+        """Wait for this account's next request slot (at most `max_wait_s`).
+
+        Raises:
+            RateLimited: the account is paused (`retry_after_s` is the time
+                left, or `PAUSE_RECHECK_S` for a pause with no end), or no
+                slot is free within `max_wait_s` (`retry_after_s` is the wait).
+        """
+        self._raise_if_seen_paused()
+        paused = _probe_reply(await self._probe_script(keys=[self._pause_key]))
+        if paused is not None:
+            self._raise_paused(paused)
+        if self._local is None:
+            return
+        started_s = time.monotonic()
+        try:
+            async with asyncio.timeout(self._max_wait_s):
+                await self._local.acquire()
+        except TimeoutError:
+            raise RateLimited(
+                f"{self._who}: no local slot within {self._max_wait_s:g}s",
+                retry_after_s=self._max_wait_s,
+            ) from None
+        left_s = max(0.0, self._max_wait_s - (time.monotonic() - started_s))
+        slot = await self._reserve(max_wait_s=left_s)
+        await asyncio.sleep(slot.wait_s)
+
+    async def _reserve(self, *, max_wait_s: float | None = None) -> _Slot:
+        """Reserve the next shared slot; returns it (tests read `at_s`).
+
+        Raises:
+            RateLimited: paused, or the slot is more than `max_wait_s` away
+                (then nothing is reserved).
+        """
+        limit_s = self._max_wait_s if max_wait_s is None else max_wait_s
+        keys = [self._pause_key, self._tat_key]
+        args = [self._interval_us, round(limit_s * 1e6)]
+        status, value, extra, *now_ms = await self._reserve_script(keys=keys, args=args)
+        if int(status) < 0:
+            self._raise_paused(_pause_from(extra, int(value), int(now_ms[0])))
+        slot = _Slot(granted=int(status) == 1, wait_s=int(value) / 1e6, at_s=int(extra) / 1e6)
+        if not slot.granted:
+            raise RateLimited(
+                f"{self._who}: next request slot in {slot.wait_s:.1f}s", retry_after_s=slot.wait_s
+            )
+        return slot
+
+    @property
+    def _tat_key(self) -> str:
+        return self._keys.rate_tat(self._settings.provider, self._settings.account)
+
+    def _raise_if_seen_paused(self) -> None:
+        if self._seen_pause is None:
+            return
+        trusted_until_s, message, ends_at_s = self._seen_pause
+        now_s = self._clock()
+        if now_s >= trusted_until_s:
+            self._seen_pause = None
+            return
+        left_s = PAUSE_RECHECK_S if ends_at_s is None else max(0.05, ends_at_s - now_s)
+        raise RateLimited(message, retry_after_s=left_s)
+
+    def _raise_paused(self, state: PauseState) -> NoReturn:
+        """Remember the pause briefly (this process only), then raise it."""
+        now_s = self._clock()
+        left_s = state.remaining_s
+        retry_after_s = PAUSE_RECHECK_S if left_s is None else max(0.05, left_s)
+        message = f"{self._who} paused: {state.reason}"
+        ends_at_s = None if left_s is None else now_s + left_s
+        self._seen_pause = (now_s + min(LOCAL_PAUSE_CACHE_S, retry_after_s), message, ends_at_s)
+        raise RateLimited(message, retry_after_s=retry_after_s)
+
+    async def record(self, error: InvoiceError | None) -> None:
+        """Learn from how a request ended.
+
+        A 429 pauses the account for its Retry-After; a `ConfigurationError`
+        (401/403) pauses it until resumed and is logged at ERROR once across
+        every process; every 4xx answer (429 and 401/403 included: the
+        provider may count them) spends the failure budget, which pauses the
+        account when spent. Successes and 5xx answers change nothing.
+        """
+        if error is None:
+            return
+        if isinstance(error, ConfigurationError):
+            await self._pause_for_configuration(error)
+        if isinstance(error, RateLimited) and error.status == 429:
+            ttl_s = max(MIN_PAUSE_S, error.retry_after_s)
+            if await self.pause(f"429 from provider, Retry-After {ttl_s:g}s", ttl_s=ttl_s):
+                log.warning("%s paused for %.1fs: 429 from the provider", self._who, ttl_s)
+        if error.status is not None and 400 <= error.status < 500:
+            await self._count_failure()
+
+    async def _pause_for_configuration(self, error: ConfigurationError) -> None:
+        status = str(error.status) if error.status is not None else "configuration"
+        reason = f"{status}: {error.message}"
+        await self.pause(reason, ttl_s=None)
+        reported_key = self._keys.pause_reported(self._settings.provider, self._settings.account)
+        # SET NX: exactly one process (the first) reports; `resume` re-arms it.
+        if await self._redis.set(reported_key, reason, nx=True):
+            log.error(
+                "%s paused until resumed by hand: %s (fix the API key, then run "
+                "`invoicer resume %s`); its invoices stay queued",
+                self._who,
+                reason,
+                self._settings.provider.value,
+            )
+
+    async def _count_failure(self) -> None:
+        limit = self._settings.failed_per_minute or 0
+        keys = [
+            self._keys.failures(self._settings.provider, self._settings.account),
+            self._pause_key,
+        ]
+        reason = f"failure budget spent: {limit} failed (4xx) requests within 60s"
+        args: list[int | str] = [limit, WINDOW_MS, uuid.uuid4().hex, reason]
+        count, paused, ttl_ms = await self._failure_script(keys=keys, args=args)
+        if int(paused) == 1:
+            log.warning(
+                "%s paused for %.1fs: %d failed requests in the last minute",
+                self._who,
+                int(ttl_ms) / 1000,
+                int(count),
+            )
+
+    async def pause(self, reason: str, *, ttl_s: float | None) -> bool:
+        """Pause this account for every worker; see `pause_provider`."""
+        provider, account = self._settings.provider, self._settings.account
+        return await pause_provider(self._redis, self._keys, provider, account, reason, ttl_s)
+
+    async def resume(self) -> bool:
+        """End this account's pause; see `resume_provider`."""
+        self._seen_pause = None
+        provider, account = self._settings.provider, self._settings.account
+        return await resume_provider(self._redis, self._keys, provider, account)
+
+    async def pause_state(self) -> PauseState | None:
+        """This account's pause, or `None`."""
+        return _probe_reply(await self._probe_script(keys=[self._pause_key]))
+
+    async def budget(self) -> dict[str, float | int | None]:
+        """The limiter's numbers for `status` and the dashboard (Redis time).
+
+        Keys: `rate_per_minute`, `interval_s` (spacing of slots),
+        `next_slot_in_s`, `failed_per_minute`, `failures_last_minute`,
+        `paused` (0/1), `pause_remaining_s` (None: no pause, or no end).
+        """
+        provider, account = self._settings.provider, self._settings.account
+        keys = [self._keys.failures(provider, account), self._tat_key, self._pause_key]
+        now_us, failures, tat_us, pttl = await self._budget_script(keys=keys, args=[WINDOW_MS])
+        now_us, tat_us, pttl = int(now_us), int(tat_us), int(pttl)
+        return {
+            "rate_per_minute": self._settings.rate_per_minute,
+            "interval_s": self._interval_us / 1e6 if self._interval_us else None,
+            "next_slot_in_s": max(0, tat_us - now_us) / 1e6,
+            "failed_per_minute": self._settings.failed_per_minute,
+            "failures_last_minute": int(failures),
+            "paused": int(pttl != -2),
+            "pause_remaining_s": pttl / 1000 if pttl >= 0 else None,
+        }
