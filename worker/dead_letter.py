@@ -1,0 +1,249 @@
+"""The dead-letter queue: invoices parked for a person, and what a person can do.
+
+Entries are written by `HeldEntry.dead_letter` (one script with the ledger
+change); this module reads them, requeues them (through the same enqueue
+script as a bulk run, so a requeue supersedes the old job with a new
+generation and can never create a duplicate), discards them and exports them
+as CSV. Entries hold the invoice payload and our error text, never a secret.
+It never calls a provider.
+"""
+
+from __future__ import annotations
+
+import builtins
+import csv
+import json
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TextIO, cast
+
+import redis.asyncio as aioredis
+
+from jobs.errors import FieldError
+from jobs.models import Invoice, Provider
+from worker.enqueue import EnqueueOutcome, Enqueuer
+from worker.keys import Keys
+from worker.ledger import RawHash, field_errors_from_list, text
+from worker.lua import Scripts
+
+PAGE_SIZE = 200
+"""Entries read per round trip while filtering."""
+CSV_COLUMNS = (
+    "invoice_key",
+    "number",
+    "batch",
+    "reason",
+    "kind",
+    "status",
+    "code",
+    "message",
+    "field_errors",
+    "attempts",
+    "first_at",
+    "last_at",
+)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One parked invoice: why, how often it was tried, and its payload."""
+
+    invoice_key: str
+    provider: Provider
+    number: str
+    batch: str
+    reason: str
+    """The error's reason word, or "in_doubt" (may exist at the provider), or
+    "exhausted" (the retry budget ran out; `kind`/`message` hold the last error)."""
+    kind: str
+    message: str
+    status: int | None
+    code: str | None
+    field_errors: list[FieldError]
+    attempts: int
+    first_at_ms: int
+    """When the invoice was first enqueued."""
+    last_at_ms: int
+    """When it was dead-lettered."""
+    payload: str
+
+    @classmethod
+    def parse(cls, raw: RawHash) -> DeadLetter:
+        """Build an entry from its hash as HGETALL returns it."""
+        h = {text(k): text(v) for k, v in raw.items()}
+        return cls(
+            invoice_key=h["invoice_key"],
+            provider=Provider(h["provider"]),
+            number=h["number"],
+            batch=h["batch"],
+            reason=h.get("reason", ""),
+            kind=h.get("kind", ""),
+            message=h.get("message", ""),
+            status=int(h["status"]) if h.get("status") else None,
+            code=h.get("code") or None,
+            field_errors=field_errors_from_list(json.loads(h.get("field_errors") or "[]")),
+            attempts=int(h.get("attempts") or 0),
+            first_at_ms=int(h.get("first_at_ms") or 0),
+            last_at_ms=int(h.get("last_at_ms") or 0),
+            payload=h.get("payload", ""),
+        )
+
+    def csv_row(self) -> list[str]:
+        """The entry as one CSV row (CSV_COLUMNS), safe to open in a spreadsheet."""
+        values = [
+            self.invoice_key,
+            self.number,
+            self.batch,
+            self.reason,
+            self.kind,
+            "" if self.status is None else str(self.status),
+            self.code or "",
+            self.message,
+            "; ".join(str(e) for e in self.field_errors),
+            str(self.attempts),
+            _iso(self.first_at_ms),
+            _iso(self.last_at_ms),
+        ]
+        return [_no_formula(v) for v in values]
+
+
+class DeadLetters:
+    """The dead-letter queue on one Redis."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.enqueuer = Enqueuer(redis, keys)
+        self.discard_script = Scripts.register(redis).discard
+
+    async def count(self) -> int:
+        """How many invoices are parked."""
+        return int(await self.redis.zcard(self.keys.dead_letters()))
+
+    async def get(self, invoice_key: str) -> DeadLetter | None:
+        """The entry of `invoice_key`, or `None`."""
+        raw = await cast(Awaitable[RawHash], self.redis.hgetall(self.keys.dead_letter(invoice_key)))
+        return DeadLetter.parse(raw) if raw else None
+
+    async def list(
+        self,
+        *,
+        batch: str | None = None,
+        reason: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[DeadLetter]:
+        """Entries, newest first, optionally of one batch and/or reason."""
+        found: list[DeadLetter] = []
+        skipped = 0
+        async for entry in self._scan(batch=batch, reason=reason):
+            if skipped < offset:
+                skipped += 1
+                continue
+            found.append(entry)
+            if len(found) >= limit:
+                break
+        return found
+
+    async def requeue(self, invoice_key: str, *, payload: Invoice | None = None) -> EnqueueOutcome:
+        """Put a parked invoice back on its queue, with a fresh job, in its batch.
+
+        Args:
+            payload: a corrected invoice (same number); default: the stored one.
+
+        Returns:
+            SUPERSEDED when a new job was written; ALREADY_CREATED when the
+            invoice was created meanwhile (the stale entry is just dropped).
+
+        Raises:
+            KeyError: no dead-letter entry for `invoice_key`.
+            ValueError: the corrected payload has another invoice number.
+        """
+        entry = await self.get(invoice_key)
+        if entry is None:
+            raise KeyError(invoice_key)
+        invoice = payload or Invoice.model_validate_json(entry.payload)
+        if invoice.number != entry.number:
+            raise ValueError(f"corrected invoice has number {invoice.number}, not {entry.number}")
+        account_reply = self.redis.hget(self.keys.ledger(invoice_key), "account")
+        account = await cast(Awaitable[bytes | str | None], account_reply)
+        outcome, _ = await self.enqueuer.one(
+            invoice,
+            provider=entry.provider,
+            account=text(account) or "default",
+            batch=entry.batch,
+            mode="requeue",
+        )
+        return outcome
+
+    async def requeue_many(
+        self, *, batch: str | None = None, all: bool = False
+    ) -> dict[EnqueueOutcome, int]:
+        """Requeue every entry of `batch`, or every entry with `all=True`."""
+        if batch is None and not all:
+            raise ValueError("name a batch, or pass all=True")
+        keys = [entry.invoice_key async for entry in self._scan(batch=batch)]
+        counts: dict[EnqueueOutcome, int] = {}
+        for invoice_key in keys:
+            try:
+                outcome = await self.requeue(invoice_key)
+            except KeyError:  # discarded or requeued meanwhile
+                continue
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return counts
+
+    async def discard(self, invoice_key: str) -> bool:
+        """Give up on a parked invoice: `rejected|in_doubt -> discarded`, entry removed.
+
+        A created invoice whose send failed keeps its state; only the entry goes.
+        Returns False when there was no entry.
+        """
+        env = self.enqueuer.env
+        return bool(await self.discard_script(args=[env, "", invoice_key]))
+
+    async def export_csv(
+        self, out: TextIO, *, batch: str | None = None, reason: str | None = None
+    ) -> int:
+        """Write entries as CSV (header + one row each) to `out`; returns the row count."""
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        rows = 0
+        async for entry in self._scan(batch=batch, reason=reason):
+            writer.writerow(entry.csv_row())
+            rows += 1
+        return rows
+
+    async def _scan(
+        self, *, batch: str | None = None, reason: str | None = None
+    ) -> AsyncIterator[DeadLetter]:
+        """Entries newest first, filtered here: pages of the index, no KEYS."""
+        start = 0
+        while page := await self._page(start):
+            for entry in page:
+                if entry is None:  # removed between the index read and the entry read
+                    continue
+                if (batch is None or entry.batch == batch) and (
+                    reason is None or entry.reason == reason
+                ):
+                    yield entry
+            start += PAGE_SIZE
+
+    async def _page(self, start: int) -> builtins.list[DeadLetter | None]:
+        """Entries `start .. start+PAGE_SIZE` (newest first); None where one vanished."""
+        keys = await self.redis.zrevrange(self.keys.dead_letters(), start, start + PAGE_SIZE - 1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(self.keys.dead_letter(text(key)))
+            raws = await pipe.execute()
+        return [DeadLetter.parse(raw) if raw else None for raw in raws]
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds") if ms else ""
+
+
+def _no_formula(value: str) -> str:
+    # A cell starting with = + - @ is run as a formula by spreadsheets (CSV
+    # injection); a leading quote makes it text.
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value

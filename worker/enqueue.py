@@ -1,0 +1,301 @@
+"""Bulk enqueue: records in, ledger records and arq jobs out, pipelined.
+
+Each invoice is one run of `worker/lua/enqueue.lua`, which decides in one
+atomic step whether the invoice is new (ledger record + arq job), a
+duplicate, already created, a conflict (same number, other content) or a
+retry of a rejected invoice (a new generation with a fresh job id). The runs
+are sent in non-transactional pipelines of `chunk_size`, streaming: records
+are never all held in memory. Validation is the caller's: records are
+enqueued as given. This module never talks to a provider.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import AsyncIterable, Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from jobs.models import Invoice, Provider
+from jobs.sources import Record, RecordError
+from worker.keys import Keys, invoice_key
+from worker.lua import JOB_FUNCTION, Scripts, script_env
+
+__all__ = [
+    "JOB_FUNCTION",
+    "EnqueueOutcome",
+    "EnqueueReport",
+    "Enqueuer",
+    "deserialize_job",
+    "enqueue_invoices",
+    "serialize_job",
+]
+
+
+def serialize_job(data: dict[str, Any]) -> bytes:
+    """arq job serializer: JSON, so writing to Redis never means running code."""
+    return json.dumps(data).encode()
+
+
+def deserialize_job(raw: bytes) -> dict[str, Any]:
+    """arq job deserializer (JSON)."""
+    result: dict[str, Any] = json.loads(raw)
+    return result
+
+
+class EnqueueOutcome(StrEnum):
+    """What enqueueing one invoice did."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    ALREADY_CREATED = "already_created"
+    CONFLICT = "conflict"
+    SUPERSEDED = "superseded"
+
+
+@dataclass
+class EnqueueReport:
+    """Counts of one enqueue run (one batch)."""
+
+    batch_id: str
+    provider: Provider
+    accepted: int = 0
+    """New invoices, plus superseded ones (re-enqueued after a rejection or discard)."""
+    superseded: int = 0
+    duplicates: int = 0
+    """Same content already queued or in flight: nothing to do."""
+    already_created: int = 0
+    """Same content already created: skipped."""
+    conflicts: list[tuple[int, str, str]] = field(default_factory=list)
+    """(line, invoice number, message): same number, different content."""
+    invalid: list[RecordError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No conflicts and no invalid records."""
+        return not self.conflicts and not self.invalid
+
+    def as_dict(self) -> dict[str, object]:
+        """The report as plain data, for `--json`."""
+        return {
+            "batch_id": self.batch_id,
+            "provider": self.provider.value,
+            "ok": self.ok,
+            "accepted": self.accepted,
+            "superseded": self.superseded,
+            "duplicates": self.duplicates,
+            "already_created": self.already_created,
+            "conflicts": [
+                {"line": line, "invoice_number": number, "message": message}
+                for line, number, message in self.conflicts
+            ],
+            "invalid": [
+                {
+                    "line": e.line,
+                    "invoice_number": e.invoice_number,
+                    "field": e.field,
+                    "message": e.message,
+                }
+                for e in self.invalid
+            ],
+        }
+
+    def count(self, outcome: EnqueueOutcome, line: int, number: str, state: str) -> None:
+        """Add one invoice's outcome."""
+        if outcome is EnqueueOutcome.ACCEPTED:
+            self.accepted += 1
+        elif outcome is EnqueueOutcome.SUPERSEDED:
+            self.accepted += 1
+            self.superseded += 1
+        elif outcome is EnqueueOutcome.DUPLICATE:
+            self.duplicates += 1
+        elif outcome is EnqueueOutcome.ALREADY_CREATED:
+            self.already_created += 1
+        else:
+            message = f"invoice {number} is already {state} with different content"
+            self.conflicts.append((line, number, message))
+
+
+def new_batch_id(name: str | None = None) -> str:
+    """A readable unique batch id: `b-20261122-043012-ab12` or `<name-slug>-ab12`."""
+    suffix = secrets.token_hex(2)
+    if name:
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
+        if slug:
+            return f"{slug}-{suffix}"
+    return f"b-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{suffix}"
+
+
+class Enqueuer:
+    """Runs the enqueue script; shared by bulk enqueue and dead-letter requeue."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.script = Scripts.register(redis).enqueue
+        self.env = script_env(keys, JOB_FUNCTION)
+
+    def args(
+        self, invoice: Invoice, *, provider: Provider, account: str, batch: str, mode: str
+    ) -> list[str]:
+        """The script arguments for one invoice (its JSON computed once, here)."""
+        key = invoice_key(provider, account, invoice.number)
+        return [
+            self.env,
+            "",
+            key,
+            invoice.fingerprint(),
+            invoice.model_dump_json(),
+            provider.value,
+            account,
+            invoice.number,
+            batch,
+            "1" if invoice.send else "0",
+            mode,
+        ]
+
+    async def one(
+        self, invoice: Invoice, *, provider: Provider, account: str, batch: str, mode: str
+    ) -> tuple[EnqueueOutcome, str]:
+        """Enqueue (or, with mode "requeue", requeue) one invoice."""
+        args = self.args(invoice, provider=provider, account=account, batch=batch, mode=mode)
+        return _outcome(await self.script(args=args))
+
+
+def _outcome(reply: list[bytes | str]) -> tuple[EnqueueOutcome, str]:
+    outcome, state = (v.decode() if isinstance(v, bytes) else v for v in reply)
+    return EnqueueOutcome(outcome), state
+
+
+async def create_batch(
+    redis: aioredis.Redis,
+    keys: Keys,
+    *,
+    provider: Provider,
+    account: str,
+    name: str | None,
+    send: bool,
+) -> str:
+    """Register a new batch (name, provider, account, created_at_ms); returns its id."""
+    batch_id = new_batch_id(name)
+    now_ms = int(time.time() * 1000)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            keys.batch(batch_id),
+            mapping={
+                "name": name or batch_id,
+                "provider": provider.value,
+                "account": account,
+                "created_at_ms": now_ms,
+                "send": int(send),
+            },
+        )
+        pipe.zadd(keys.batches(), {batch_id: now_ms})
+        await pipe.execute()
+    return batch_id
+
+
+async def enqueue_invoices(
+    redis: aioredis.Redis,
+    keys: Keys,
+    records: Iterable[Record | RecordError] | AsyncIterable[Record | RecordError],
+    *,
+    provider: Provider,
+    account: str = "default",
+    batch: str | None = None,
+    send: bool = False,
+    chunk_size: int = 500,
+    on_progress: Callable[[int], None] | None = None,
+) -> EnqueueReport:
+    """Enqueue a stream of records as one new batch.
+
+    Args:
+        records: parsed records; `RecordError`s are reported, never enqueued.
+        provider: the provider every record goes to (a record naming another
+            provider is reported invalid).
+        batch: a name for the batch; its id is derived from it (or from the time).
+        send: ask for every invoice to be sent once created.
+        chunk_size: invoices per pipeline round trip.
+        on_progress: called after each chunk with the number of records handled so far.
+
+    Returns:
+        The batch id and what happened to each record.
+    """
+    batch_id = await create_batch(
+        redis, keys, provider=provider, account=account, name=batch, send=send
+    )
+    report = EnqueueReport(batch_id=batch_id, provider=provider)
+    run = _Chunked(Enqueuer(redis, keys), report, account=account, send=send, progress=on_progress)
+    if isinstance(records, AsyncIterable):
+        async for item in records:
+            await run.add(item, chunk_size)
+    else:
+        for item in records:
+            await run.add(item, chunk_size)
+    await run.flush()
+    return report
+
+
+@dataclass
+class _Chunked:
+    """Buffers one chunk of script calls and sends it as one pipeline."""
+
+    enqueuer: Enqueuer
+    report: EnqueueReport
+    account: str
+    send: bool
+    handled: int = 0
+    progress: Callable[[int], None] | None = None
+    pending: list[tuple[int, str, list[str]]] = field(default_factory=list)
+
+    async def add(self, item: Record | RecordError, chunk_size: int) -> None:
+        self.handled += 1
+        if isinstance(item, RecordError):
+            self.report.invalid.append(item)
+            return
+        if item.provider is not None and item.provider != self.report.provider:
+            self.report.invalid.append(_wrong_provider(item, self.report.provider))
+            return
+        invoice = item.invoice.model_copy(update={"send": True}) if self.send else item.invoice
+        args = self.enqueuer.args(
+            invoice,
+            provider=self.report.provider,
+            account=self.account,
+            batch=self.report.batch_id,
+            mode="enqueue",
+        )
+        self.pending.append((item.line, invoice.number, args))
+        if len(self.pending) >= chunk_size:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.pending:
+            await self._send()
+        if self.progress is not None:
+            self.progress(self.handled)
+
+    async def _send(self) -> None:
+        script = self.enqueuer.script
+        async with self.enqueuer.redis.pipeline(transaction=False) as pipe:
+            for _, _, args in self.pending:
+                await script(args=args, client=pipe)
+            replies = await pipe.execute()
+        for (line, number, _), reply in zip(self.pending, replies, strict=True):
+            outcome, state = _outcome(reply)
+            self.report.count(outcome, line, number, state)
+        self.pending.clear()
+
+
+def _wrong_provider(item: Record, provider: Provider) -> RecordError:
+    return RecordError(
+        line=item.line,
+        message=f"record is for {item.provider}, this batch is for {provider.value}",
+        field="provider",
+        invoice_number=item.invoice.number,
+    )

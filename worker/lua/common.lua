@@ -1,0 +1,92 @@
+-- Shared prelude, prepended to every invoicer script (worker/lua/__init__.py).
+-- ARGV[1]: the key environment (JSON, built from worker.keys.Keys, so key
+-- formats live in Python only); ARGV[2]: "now" in ms, or "" for Redis TIME
+-- (one clock for every worker: leases are compared across hosts).
+local E = cjson.decode(ARGV[1])
+local NOW
+if ARGV[2] ~= '' then
+  NOW = tonumber(ARGV[2])
+else
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function key(tpl, arg) return tpl[1] .. arg .. tpl[2] end
+local function ledger_key(ik) return key(E.ledger, ik) end
+local function job_id_of(ik, gen) return E.job_id[1] .. ik .. E.job_id[2] .. gen end
+
+local function count(batch, state, delta)
+  redis.call('HINCRBY', key(E.batch, batch), state, delta)
+  redis.call('HINCRBY', E.totals, state, delta)
+end
+
+-- A record joins or leaves a batch: the member set, its state counter and
+-- `total` move together, so sum(states) == total == ZCARD(members) always.
+local function join(batch, state, ik)
+  count(batch, state, 1)
+  count(batch, 'total', 1)
+  redis.call('ZADD', key(E.members, batch), NOW, ik)
+end
+
+local function leave(batch, state, ik)
+  count(batch, state, -1)
+  count(batch, 'total', -1)
+  redis.call('ZREM', key(E.members, batch), ik)
+end
+
+local function event(ik, name, state, detail)
+  local h = key(E.history, ik)
+  redis.call('RPUSH', h, cjson.encode({at_ms = NOW, event = name, state = state, detail = detail or ''}))
+  redis.call('LTRIM', h, -50, -1)
+end
+
+-- Finished invoices per provider over the last hour, for rates and ETAs.
+local function finished(provider, ik, state)
+  local tp = E.throughput[provider]
+  redis.call('ZADD', tp, NOW, ik .. '|' .. state)
+  redis.call('ZREMRANGEBYSCORE', tp, '-inf', NOW - 3600000)
+end
+
+-- Move a record to `to`, counters included; `from` is its current state.
+local function move(rec, ik, batch, provider, from, to, name, detail)
+  if from ~= to then
+    count(batch, from, -1)
+    count(batch, to, 1)
+  end
+  redis.call('HSET', rec, 'state', to, 'updated_at_ms', NOW)
+  if from ~= to and (to == 'created' or to == 'sent' or to == 'rejected') then
+    finished(provider, ik, to)
+  end
+  event(ik, name, to, detail)
+end
+
+-- The arq job dict exactly as arq's serialize_job builds it (our JSON serializer).
+local function job_body(ik)
+  return '{"t": 1, "f": "' .. E.fn .. '", "a": ' .. cjson.encode({ik}) .. ', "k": {}, "et": '
+    .. string.format('%d', NOW) .. '}'
+end
+
+-- Write the arq job (no TTL: arq would drop a long-waiting job, issue #320).
+local function write_job(provider, ik, jid, score)
+  redis.call('SET', E.arq_job .. jid, job_body(ik))
+  redis.call('ZADD', E.queue[provider], score, jid)
+end
+
+-- Does the record still need a worker to act on it?
+local function needs_job(state, dlq, send)
+  if dlq == '1' then return false end
+  return state == 'queued' or state == 'sending' or state == 'in_doubt'
+    or (state == 'created' and send == '1')
+end
+
+-- Make sure a job exists and is queued: never lose an invoice that needs
+-- work. `due_now` moves an existing job to run at once (lease reaping).
+local function ensure_job(provider, ik, jid, due_now)
+  if redis.call('EXISTS', E.arq_job .. jid) == 0 then
+    write_job(provider, ik, jid, NOW)
+  elseif due_now then
+    redis.call('ZADD', E.queue[provider], NOW, jid)
+  else
+    redis.call('ZADD', E.queue[provider], 'NX', NOW, jid)
+  end
+end
