@@ -671,7 +671,10 @@ class _GroupReader:
         except ValidationError as exc:
             for error in exc.errors():
                 line, column = self._locate(error["loc"])
-                self._error(line, column, _pydantic_message(error))
+                missing = error["type"] == "missing"
+                self._error(
+                    line, column, "required, but empty" if missing else _pydantic_message(error)
+                )
             return None
 
     def _locate(self, loc: tuple[int | str, ...]) -> tuple[int, str]:
