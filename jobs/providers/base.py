@@ -123,7 +123,9 @@ def never_sent(exc: BaseException) -> bool:
 
 def transport_error(exc: Exception) -> InvoiceError:
     """The `InvoiceError` for a transport failure (see `map_transport_errors`)."""
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    # Name the original aiohttp error: httpx_aiohttp's class can mislead.
+    shown: BaseException = _aiohttp_cause(exc) or exc
+    detail = f"{type(shown).__name__}: {shown}" if str(shown) else type(shown).__name__
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return ConfigurationError(f"bad provider URL ({detail})")
     if never_sent(exc):
