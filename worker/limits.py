@@ -255,7 +255,7 @@ class ProviderLimiter:
         settings: the account's `rate_per_minute` (None: unlimited) and
             `failed_per_minute` (None: no failure budget).
         max_wait_s: the longest `acquire` waits for a slot before it raises
-            `RateLimited` (keep `concurrency * max_wait_s` under arq's job timeout).
+            `RateLimited`; keep it well under arq's job timeout, which is final.
         clock: wall clock for the short local cache of a seen pause.
     """
 

@@ -25,6 +25,7 @@ from jobs.errors import (
     RateLimited,
 )
 from jobs.models import Provider
+from jobs.ports import Limiter
 from worker.keys import Keys
 from worker.limits import (
     PAUSE_RECHECK_S,
@@ -144,6 +145,23 @@ async def test_acquire_raises_instead_of_waiting_past_max_wait(
         await limiter.acquire()
     assert time.monotonic() - started < 1.0
     assert refused.value.retry_after_s == pytest.approx(10.2, abs=0.5)
+
+
+def test_provider_limiter_is_a_limiter_port(make_limiter: LimiterFactory) -> None:
+    limiter: Limiter = make_limiter()  # mypy checks the Protocol here
+    assert callable(limiter.acquire) and callable(limiter.record)
+
+
+async def test_the_local_limiter_bounds_its_own_wait(make_limiter: LimiterFactory) -> None:
+    # 1/min: the process's own bucket is empty after one grant, so the second
+    # acquire is refused locally within max_wait_s, without asking Redis.
+    limiter = make_limiter(rate_per_minute=1, max_wait_s=0.3)
+    await limiter.acquire()
+    started = time.monotonic()
+    with pytest.raises(RateLimited, match="no local slot") as refused:
+        await limiter.acquire()
+    assert time.monotonic() - started < 2.0
+    assert refused.value.retry_after_s == pytest.approx(0.3)
 
 
 async def test_unlimited_account_only_checks_the_pause(
