@@ -1,0 +1,453 @@
+"""The Redis ledger: claim rules, every transition, leases, reaping, counters."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Awaitable
+from decimal import Decimal
+from typing import cast
+
+import pytest
+import redis.asyncio as aioredis
+
+from jobs.errors import ErrorInfo, FieldError
+from jobs.models import Customer, Invoice, InvoiceReceipt, LineItem, Provider
+from jobs.sources import Record
+from worker.enqueue import EnqueueReport, enqueue_invoices
+from worker.keys import ARQ_IN_PROGRESS, ARQ_JOB, Keys
+from worker.ledger import HeldEntry, InvalidTransition, LeaseLost, Ledger, State
+
+KEYS = Keys("t:")
+UNAVAILABLE = ErrorInfo(kind="ProviderUnavailable", reason="unavailable", message="503")
+UNKNOWN = ErrorInfo(kind="OutcomeUnknown", reason="outcome_unknown", message="read timeout")
+REJECTED = ErrorInfo(
+    kind="InvoiceRejected",
+    reason="rejected",
+    message="bad customer",
+    status=422,
+    code="2",
+    field_errors=(FieldError("customer.id", "unknown"),),
+)
+
+
+def make_invoice(number: str = "INV-1", *, price: str = "10.00", send: bool = False) -> Invoice:
+    """A small valid invoice; `price` changes its content (and fingerprint)."""
+    return Invoice(
+        number=number,
+        customer=Customer(id="cust1"),
+        lines=[LineItem(description="Widget", quantity=Decimal(1), unit_price=Decimal(price))],
+        send=send,
+    )
+
+
+def receipt(number: str = "INV-1", *, sent: bool = False) -> InvoiceReceipt:
+    return InvoiceReceipt(
+        provider=Provider.MAAST,
+        provider_id=f"p-{number}",
+        invoice_number=number,
+        status="SENT" if sent else "SAVED",
+        sent=sent,
+    )
+
+
+async def enqueue(
+    redis: aioredis.Redis, *invoices: Invoice, batch: str | None = None
+) -> EnqueueReport:
+    records = [Record(line=i + 2, invoice=inv) for i, inv in enumerate(invoices)]
+    return await enqueue_invoices(redis, KEYS, records, provider=Provider.MAAST, batch=batch)
+
+
+async def claim(ledger: Ledger, key: str = "maast:INV-1") -> HeldEntry:
+    record = await ledger.get(key)
+    assert record is not None
+    held = await ledger.claim(key, record.job_id)
+    assert held is not None
+    return held
+
+
+async def state_of(ledger: Ledger, key: str = "maast:INV-1") -> State:
+    record = await ledger.get(key)
+    assert record is not None
+    return record.state
+
+
+async def hgetall(redis: aioredis.Redis, key: str) -> dict[bytes, bytes]:
+    """HGETALL, typed (redis-py's stubs mix the sync and async return types)."""
+    return await cast(Awaitable[dict[bytes, bytes]], redis.hgetall(key))
+
+
+async def hset(redis: aioredis.Redis, key: str, mapping: dict[str, str]) -> None:
+    """HSET, typed."""
+    await cast(Awaitable[int], redis.hset(key, mapping=mapping))
+
+
+async def counters(redis: aioredis.Redis, key: str) -> dict[str, int]:
+    raw = await hgetall(redis, key)
+    return {k.decode(): int(v) for k, v in raw.items() if v.isdigit() or v.lstrip(b"-").isdigit()}
+
+
+async def assert_counts_match(redis: aioredis.Redis, ledger: Ledger) -> None:
+    """For every batch: sum(state counters) == total == members == records by state."""
+    grand: Counter[str] = Counter()
+    for raw_batch in await redis.zrange(KEYS.batches(), 0, -1):
+        batch = raw_batch.decode()
+        members = [m.decode() for m in await redis.zrange(KEYS.batch_members(batch), 0, -1)]
+        records = await ledger.get_many(members)
+        by_state = Counter(r.state.value for r in records if r is not None)
+        assert all(r is not None and r.batch == batch for r in records)
+        c = await counters(redis, KEYS.batch(batch))
+        total = c.pop("total", 0)
+        c.pop("created_at_ms", None)
+        c.pop("send", None)
+        states = {k: v for k, v in c.items() if v}
+        assert states == dict(by_state), batch
+        assert total == sum(states.values()) == len(members)
+        grand.update(by_state)
+    totals = await counters(redis, KEYS.totals())
+    assert totals.pop("total", 0) == sum(grand.values())
+    assert {k: v for k, v in totals.items() if v} == dict(grand)
+
+
+@pytest.fixture
+def ledger(redis_client: aioredis.Redis) -> Ledger:
+    return Ledger(redis_client, KEYS, lease_s=5.0)
+
+
+async def test_happy_path_moves_state_counters_history_and_throughput(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    report = await enqueue(redis_client, make_invoice())
+    held = await claim(ledger)
+    assert held.claim.receipt is None and not held.claim.create_maybe_landed
+    assert await redis_client.zscore(KEYS.leases(), "maast:INV-1") is not None
+
+    await held.mark_sending()
+    assert await state_of(ledger) is State.SENDING
+    await held.mark_created(receipt())
+    await held.release()
+
+    record = await ledger.get("maast:INV-1")
+    assert record is not None and record.state is State.CREATED
+    assert record.receipt == receipt()
+    assert await redis_client.zscore(KEYS.leases(), "maast:INV-1") is None
+    assert [e["event"] for e in await ledger.history("maast:INV-1")] == [
+        "enqueued",
+        "sending",
+        "created",
+    ]
+    assert await redis_client.zrange(KEYS.throughput(Provider.MAAST), 0, -1) == [
+        b"maast:INV-1|created"
+    ]
+    batch = await counters(redis_client, KEYS.batch(report.batch_id))
+    assert batch["created"] == 1 and batch["queued"] == 0 and batch["total"] == 1
+    await assert_counts_match(redis_client, ledger)
+
+
+async def test_created_with_sent_receipt_goes_straight_to_sent(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    await enqueue(redis_client, make_invoice(send=True))
+    held = await claim(ledger)
+    await held.mark_sending()
+    await held.mark_created(receipt(sent=True))
+    assert await state_of(ledger) is State.SENT
+    await assert_counts_match(redis_client, ledger)
+
+
+async def test_send_step_and_claim_of_created_invoice(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    await enqueue(redis_client, make_invoice(send=True))
+    held = await claim(ledger)
+    await held.mark_sending()
+    await held.mark_created(receipt())
+    await held.mark_send_started()
+    await held.release()  # e.g. the worker was cancelled during the send
+
+    again = await claim(ledger)
+    assert again.claim.receipt == receipt()
+    assert again.claim.send_maybe_landed and not again.claim.create_maybe_landed
+    await again.mark_sent(receipt(sent=True))
+    await again.release()
+    record = await ledger.get("maast:INV-1")
+    assert record is not None and record.state is State.SENT and record.send_started
+    assert record.receipt is not None and record.receipt.sent
+    await assert_counts_match(redis_client, ledger)
+
+
+async def test_claim_returns_none_when_nothing_is_left_to_do(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    assert await ledger.claim("maast:NOPE", "t:maast:NOPE#1") is None
+    await enqueue(redis_client, make_invoice())
+    assert await ledger.claim("maast:INV-1", "t:maast:INV-1#7") is None  # superseded job
+    held = await claim(ledger)
+    await held.mark_sending()
+    await held.mark_created(receipt())  # created, no send asked
+    await held.release()
+    assert await ledger.claim("maast:INV-1", held.job_id) is None
+
+
+async def test_claim_of_rejected_and_dead_lettered_is_none(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    await enqueue(redis_client, make_invoice())
+    held = await claim(ledger)
+    await held.mark_sending()
+    await held.dead_letter(REJECTED, attempts=1)
+    await held.release()
+    assert await state_of(ledger) is State.REJECTED
+    assert await ledger.claim("maast:INV-1", held.job_id) is None
+
+
+async def test_claim_of_sending_record_turns_it_in_doubt(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    # Given a worker cancelled mid-create (it released, the state says sending)
+    await enqueue(redis_client, make_invoice())
+    held = await claim(ledger)
+    await held.mark_sending()
+    await held.release()
+    # When the job runs again
+    again = await claim(ledger)
+    # Then the record is in doubt and the runner must look it up first
+    assert again.claim.create_maybe_landed
+    assert await state_of(ledger) is State.IN_DOUBT
+    assert (await ledger.history("maast:INV-1"))[-1]["event"] == "claimed after interruption"
+    await again.mark_created(receipt())
+    assert await state_of(ledger) is State.CREATED
+    await assert_counts_match(redis_client, ledger)
+
+
+async def test_claim_does_not_steal_a_live_lease(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    await enqueue(redis_client, make_invoice())
+    held = await claim(ledger)
+    assert await ledger.claim("maast:INV-1", held.job_id) is None
+    await held.mark_sending()  # the first holder is unaffected
+
+
+async def test_lease_lost_after_reap_and_reclaim(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    await enqueue(redis_client, make_invoice())
+    first = await claim(ledger)
+    await first.mark_sending()
+    far_future_ms = 2**50
+    assert await ledger.reap_expired(now_ms=far_future_ms) == ["maast:INV-1"]
+    second = await claim(ledger)
+    assert second.claim.create_maybe_landed
+    for call in (
+        first.mark_sending(),
+        first.mark_created(receipt()),
+        first.retry_later(None, count_failure=False),
+        first.dead_letter(REJECTED, attempts=1),
+        first.release(),
+    ):
+        with pytest.raises(LeaseLost):
+            await call
+    await second.mark_created(receipt())
+    assert await state_of(ledger) is State.CREATED
+
+
+async def test_heartbeat_extends_only_leases_still_held(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    await enqueue(redis_client, make_invoice("A"), make_invoice("B"))
+    a, b = await claim(ledger, "maast:A"), await claim(ledger, "maast:B")
+    await redis_client.zadd(KEYS.leases(), {"maast:A": 1, "maast:B": 1})
+    await ledger.reap_expired(now_ms=2)  # both expired; tokens cleared
+    a2 = await claim(ledger, "maast:A")
+    before = await redis_client.zscore(KEYS.leases(), "maast:A")
+    await ledger.heartbeat([a, b, a2])
+    assert await redis_client.zscore(KEYS.leases(), "maast:B") is None  # b lost its lease
+    after = await redis_client.zscore(KEYS.leases(), "maast:A")
+    assert before is not None and after is not None and after >= before
+
+
+async def test_reap_turns_sending_in_doubt_and_hands_the_job_back(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    # Given a worker that died mid-create, arq's in-progress key still set
+    await enqueue(redis_client, make_invoice())
+    held = await claim(ledger)
+    await held.mark_sending()
+    await redis_client.set(ARQ_IN_PROGRESS + held.job_id, b"1", px=310_000)
+    await redis_client.zadd(KEYS.queue(Provider.MAAST), {held.job_id: 10**15})  # deferred
+    # When its lease has expired and the reaper runs
+    assert await ledger.reap_expired(now_ms=10**13) == ["maast:INV-1"]
+    # Then: in doubt, arq's lock gone, job due now, lease removed
+    assert await state_of(ledger) is State.IN_DOUBT
+    assert not await redis_client.exists(ARQ_IN_PROGRESS + held.job_id)
+    assert await redis_client.zscore(KEYS.queue(Provider.MAAST), held.job_id) == 10**13
+    assert await redis_client.zscore(KEYS.leases(), "maast:INV-1") is None
+    assert (await ledger.history("maast:INV-1"))[-1]["event"] == "lease expired"
+    assert await ledger.reap_expired(now_ms=10**13) == []
+    await assert_counts_match(redis_client, ledger)
+
+
+async def test_reap_writes_the_job_again_when_arq_dropped_it(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    await enqueue(redis_client, make_invoice())
+    held = await claim(ledger)
+    await redis_client.delete(ARQ_JOB + held.job_id)
+    await redis_client.zrem(KEYS.queue(Provider.MAAST), held.job_id)
+    await ledger.reap_expired(now_ms=2**50)
+    assert await redis_client.exists(ARQ_JOB + held.job_id)
+    assert await redis_client.zscore(KEYS.queue(Provider.MAAST), held.job_id) == 2**50
+
+
+async def test_reap_leaves_live_leases(redis_client: aioredis.Redis, ledger: Ledger) -> None:
+    await enqueue(redis_client, make_invoice())
+    held = await claim(ledger)
+    assert await ledger.reap_expired() == []
+    await held.mark_sending()
+
+
+async def test_release_rewrites_a_job_that_is_gone_while_work_remains(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    await enqueue(redis_client, make_invoice())
+    held = await claim(ledger)
+    await held.retry_later(UNAVAILABLE, count_failure=True)
+    await redis_client.delete(ARQ_JOB + held.job_id)  # another run finished the job
+    await held.release()
+    assert await redis_client.exists(ARQ_JOB + held.job_id)
+
+
+async def test_retry_later_and_in_doubt_transitions(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    await enqueue(redis_client, make_invoice())
+    held = await claim(ledger)
+    await held.mark_sending()
+    await held.retry_later(UNAVAILABLE, count_failure=True)
+    assert await state_of(ledger) is State.QUEUED
+    await held.retry_later(None, count_failure=False)  # rate limited: no failure
+    await held.mark_sending()
+    await held.mark_in_doubt(UNKNOWN)
+    await held.retry_later(UNKNOWN, count_failure=False)  # in doubt stays in doubt
+    record = await ledger.get("maast:INV-1")
+    assert record is not None
+    assert record.state is State.IN_DOUBT
+    assert record.failures == 2
+    assert record.error == UNKNOWN
+    assert held.failures == 0  # the claim-time count
+    await held.mark_sending()  # in_doubt -> sending after a lookup found nothing
+    assert await state_of(ledger) is State.SENDING
+    await assert_counts_match(redis_client, ledger)
+
+
+async def test_invalid_transitions_raise(redis_client: aioredis.Redis, ledger: Ledger) -> None:
+    await enqueue(redis_client, make_invoice())
+    held = await claim(ledger)
+    with pytest.raises(InvalidTransition):
+        await held.mark_sent(receipt(sent=True))
+    with pytest.raises(InvalidTransition):
+        await held.mark_in_doubt(UNKNOWN)
+    with pytest.raises(InvalidTransition):
+        await held.mark_send_started()
+
+
+async def test_dead_letter_in_doubt_stays_in_doubt(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    await enqueue(redis_client, make_invoice())
+    held = await claim(ledger)
+    await held.mark_sending()
+    await held.mark_in_doubt(UNKNOWN)
+    await held.dead_letter(UNKNOWN, attempts=3)
+    record = await ledger.get("maast:INV-1")
+    assert record is not None and record.state is State.IN_DOUBT and record.dead_lettered
+    entry = await hgetall(redis_client, KEYS.dead_letter("maast:INV-1"))
+    assert entry[b"reason"] == b"in_doubt" and entry[b"attempts"] == b"3"
+    await assert_counts_match(redis_client, ledger)
+
+
+async def test_dead_letter_of_exhausted_budget(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    await enqueue(redis_client, make_invoice())
+    held = await claim(ledger)
+    await held.mark_sending()
+    await held.retry_later(UNAVAILABLE, count_failure=True)
+    await held.dead_letter(UNAVAILABLE, attempts=8)
+    assert await state_of(ledger) is State.REJECTED
+    entry = await hgetall(redis_client, KEYS.dead_letter("maast:INV-1"))
+    assert entry[b"reason"] == b"exhausted" and entry[b"kind"] == b"ProviderUnavailable"
+
+
+async def test_dead_letter_of_created_invoice_keeps_its_receipt(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    await enqueue(redis_client, make_invoice(send=True))
+    held = await claim(ledger)
+    await held.mark_sending()
+    await held.mark_created(receipt())
+    await held.dead_letter(REJECTED, attempts=1)  # the send was refused
+    record = await ledger.get("maast:INV-1")
+    assert record is not None and record.state is State.CREATED and record.receipt is not None
+
+
+OPS = ("claim", "sending", "created", "sent", "doubt", "retry", "dead", "release", "reap", "enq")
+
+
+async def test_counters_match_the_ledger_after_a_random_walk(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    rng = random.Random(20261122)
+    numbers = [f"N{i}" for i in range(12)]
+    held: dict[str, HeldEntry] = {}
+    for _ in range(6):
+        await enqueue(redis_client, *(make_invoice(n) for n in rng.sample(numbers, 6)))
+    for _ in range(600):
+        number, op = rng.choice(numbers), rng.choice(OPS)
+        await _random_step(redis_client, ledger, held, number, op, rng)
+    await assert_counts_match(redis_client, ledger)
+
+
+async def _random_step(
+    redis: aioredis.Redis,
+    ledger: Ledger,
+    held: dict[str, HeldEntry],
+    number: str,
+    op: str,
+    rng: random.Random,
+) -> None:
+    key = f"maast:{number}"
+    entry = held.get(key)
+    try:
+        if op == "enq":
+            price = rng.choice(["10.00", "11.00"])
+            await enqueue(redis, make_invoice(number, price=price, send=rng.random() < 0.5))
+        elif op == "claim":
+            record = await ledger.get(key)
+            if record is not None and (new := await ledger.claim(key, record.job_id)):
+                held[key] = new
+        elif op == "reap":
+            await ledger.reap_expired(now_ms=2**50 if rng.random() < 0.3 else None)
+        elif entry is not None:
+            await _held_step(entry, op, rng)
+    except (LeaseLost, InvalidTransition):
+        held.pop(key, None)
+
+
+async def _held_step(entry: HeldEntry, op: str, rng: random.Random) -> None:
+    number = entry.invoice_key.split(":")[1]
+    if op == "sending":
+        await entry.mark_sending()
+    elif op == "created":
+        await entry.mark_created(receipt(number, sent=rng.random() < 0.2))
+    elif op == "sent":
+        await entry.mark_sent(receipt(number, sent=True))
+    elif op == "doubt":
+        await entry.mark_in_doubt(UNKNOWN)
+    elif op == "retry":
+        await entry.retry_later(UNAVAILABLE, count_failure=True)
+    elif op == "dead":
+        await entry.dead_letter(rng.choice([REJECTED, UNKNOWN]), attempts=1)
+    elif op == "release":
+        await entry.release()
