@@ -76,7 +76,7 @@ def list_(
         return
     table = Table(title=f"dead letters ({len(entries)} shown)", title_justify="left")
     for name in ("key", "reason", "status/code", "message", "attempts", "last"):
-        table.add_column(name, overflow="fold")
+        table.add_column(name, overflow="fold", no_wrap=name in ("key", "last"))
     for e in entries:
         table.add_row(
             e.invoice_key,
@@ -93,9 +93,13 @@ def list_(
 def show(
     key: Annotated[str, typer.Argument(help="Invoice key, e.g. maast:INV-1.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    payload_only: Annotated[
+        bool,
+        typer.Option("--payload-only", help="Print only the invoice JSON, to edit for --payload."),
+    ] = False,
 ) -> None:
     """Everything about one dead letter: error, field errors, payload, history."""
-    s = _settings(quiet=as_json)
+    s = _settings(quiet=as_json or payload_only)
 
     async def read(
         d: DeadLetters, redis: aioredis.Redis, keys: Keys
@@ -107,6 +111,9 @@ def show(
     entry, history = common.run(_with_dlq(s, read))
     if entry is None:
         common.fail(f"no dead letter {key!r} (see `invoicer dlq list`)")
+    if payload_only:
+        typer.echo(json.dumps(compact_payload(entry.payload), indent=2))
+        return
     if as_json:
         typer.echo(json.dumps({**entry_dict(entry), "history": history}, default=str))
         return
@@ -231,6 +238,17 @@ def entry_dict(e: DeadLetter) -> dict[str, object]:
     }
 
 
+def compact_payload(payload: str) -> object:
+    """The stored invoice without fields left at their defaults: what a person reads.
+
+    Still a valid invoice for `requeue --payload` (defaults come back on load).
+    """
+    try:
+        return Invoice.model_validate_json(payload).model_dump(mode="json", exclude_defaults=True)
+    except ValidationError:
+        return _parsed(payload)
+
+
 def _parsed(payload: str) -> object:
     try:
         return json.loads(payload)
@@ -252,8 +270,8 @@ def _print_entry(e: DeadLetter, history: list[dict[str, object]]) -> None:
         p("field errors:")
         for f in e.field_errors:
             p(f"  {f.field}: {f.message}", highlight=False, markup=False)
-    p("payload:")
-    common.out.print_json(json.dumps(_parsed(e.payload)))
+    p("payload (defaults left out; edit it with --payload-only):")
+    common.out.print_json(json.dumps(compact_payload(e.payload)))
     if history:
         table = Table(title="history", title_justify="left")
         for name in ("at", "event", "state", "detail"):
