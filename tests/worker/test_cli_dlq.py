@@ -108,7 +108,7 @@ async def test_show_everything_or_exit_2(redis_client: aioredis.Redis, redis_url
     assert data["field_errors"] == [
         {"field": "lines[0].unit_price", "message": "must be at least 1.00"}
     ]
-    assert [h["event"] for h in data["history"]][0] == "enqueued"
+    assert data["history"][0]["event"] == "enqueued"
     code, _, stderr = await invoke(redis_url, "show", "maast:NOPE")
     assert code == 2 and "no dead letter" in stderr
 
