@@ -206,12 +206,14 @@ async def pause_provider(
     """Pause one provider account for every worker (`ttl_s=None`: until resumed).
 
     Never shortens a longer pause, and an indefinite pause is only ended by
-    `resume_provider`. Returns True if the account was not paused before.
+    `resume_provider`. Returns True if this call took effect (the account was
+    not paused, or its pause was shorter and now lasts longer); False if an
+    equal or longer pause already held (its reason is kept).
     """
     ttl_ms = -1 if ttl_s is None else max(1, math.ceil(ttl_s * 1000))
     script = redis.register_script(_PAUSE_LUA)
     result = await script(keys=[keys.pause(provider, account)], args=[reason, ttl_ms])
-    return int(result) == 1
+    return int(result) > 0
 
 
 async def resume_provider(
@@ -404,7 +406,7 @@ class ProviderLimiter:
         reason = f"failure budget spent: {limit} failed (4xx) requests within 60s"
         args: list[int | str] = [limit, WINDOW_MS, uuid.uuid4().hex, reason]
         count, paused, ttl_ms = await self._failure_script(keys=keys, args=args)
-        if int(paused) == 1:
+        if int(paused) > 0:
             log.warning(
                 "%s paused for %.1fs: %d failed requests in the last minute",
                 self._who,
