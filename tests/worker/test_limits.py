@@ -115,7 +115,7 @@ async def test_a_slot_too_far_away_is_refused_and_not_reserved(
     make_limiter: LimiterFactory,
 ) -> None:
     limiter = make_limiter(rate_per_minute=60, max_wait_s=0.5)
-    first = await limiter._reserve()
+    await limiter._reserve()
     for _ in range(3):
         with pytest.raises(RateLimited) as refused:
             await limiter._reserve()
@@ -123,7 +123,7 @@ async def test_a_slot_too_far_away_is_refused_and_not_reserved(
         assert refused.value.retry_after_s == pytest.approx(1.02, abs=0.1)
         assert refused.value.status is None
     budget = await limiter.budget()
-    assert budget["next_slot_in_s"] == pytest.approx(1.02 - (time.time() - first.at_s), abs=0.2)
+    assert 0.5 < float(budget["next_slot_in_s"] or 0) <= 1.02
 
 
 async def test_acquire_sleeps_until_its_slot(make_limiter: LimiterFactory) -> None:
