@@ -282,6 +282,29 @@ def as_decimal(value: object) -> Decimal | None:
     return None
 
 
+def present(values: Mapping[str, object]) -> dict[str, object]:
+    """`values` without the `None`s: unset fields are left out of bodies."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def as_mapping(value: object, where: str) -> Mapping[str, object]:
+    """A JSON object from a body (`{}` for `None`).
+
+    Raises:
+        ValueError: `value` is not an object; `where` names it.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where} must be an object")
+    return value
+
+
+def as_number(value: Decimal) -> int | Decimal:
+    """A quantity as JSON wants it: an int when integral."""
+    return int(value) if value == value.to_integral_value() else value
+
+
 # --- the client base ---------------------------------------------------------
 
 

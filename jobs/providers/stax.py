@@ -1,26 +1,23 @@
 """jobs/providers/stax.py — speaks Stax's invoice API; no retries, no Redis.
 
-Owns the mapping between the neutral `Invoice` and Stax's create body (both
-ways), the local checks of what Stax refuses (each refusal counts toward the
-ten 4xx a minute that block our IP for an hour, PROVIDERS.md 2.7), the table
-from HTTP status to `InvoiceError`, and the create / lookup / send calls
-(PROVIDERS.md section 2). Stax has no invoice number: ours goes in
-`meta.reference` and the lookup matches it on our side.
+Owns the table from HTTP status to `InvoiceError`, receipts, and the create
+/ lookup / send calls (PROVIDERS.md section 2). Stax has no invoice number:
+ours goes in `meta.reference` and the lookup matches it on our side. The
+body mapping and the local checks (each refusal at Stax counts toward the
+ten 4xx a minute that block our IP for an hour) live in `stax_body` and are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Final
 
 import httpx2 as httpx
 
 from jobs.errors import (
     ConfigurationError,
-    FieldError,
     InvoiceError,
     InvoiceInvalid,
     InvoiceRejected,
@@ -36,11 +33,18 @@ from jobs.providers.base import (
     Row,
     as_decimal,
     body_of,
-    dumps,
     field_errors_from,
     loads,
     lookup,
     make_error,
+)
+from jobs.providers.stax_body import (
+    MAX_META_CHARS,
+    invoice_from_request,
+    invoice_problems,
+    meta_from_invoice,
+    render_timestamp,
+    request_from_invoice,
 )
 
 log = logging.getLogger(__name__)
@@ -48,9 +52,7 @@ log = logging.getLogger(__name__)
 CREATE_PATH: Final = "/invoice"
 LOOKUP_PAGE_SIZE: Final = 50
 LOOKUP_MAX_PAGES: Final = 10
-MAX_META_CHARS: Final = 60_000
 SENT_STATUSES: Final = frozenset({"SENT", "VIEWED", "PAID", "PARTIALLY APPLIED"})
-TIMESTAMP_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 
 ERRORS: Final[tuple[Row, ...]] = (
     Row(400, None, InvoiceRejected, "bad parameters or funding set-up"),
@@ -242,236 +244,9 @@ def _pick(matches: list[object], invoice: Invoice) -> InvoiceReceipt:
     return receipt_from(rows[0], invoice)
 
 
-# --- the create body, both ways ------------------------------------------------
-
-_BODY_KEYS: Final = frozenset(
-    {
-        "customer_id",
-        "url",
-        "total",
-        "meta",
-        "send_now",
-        "is_partial_payment_enabled",
-        "invoice_date_at",
-        "due_at",
-        "funding",
-    }
-)
-_PAYMENT_KEYS: Final = (
-    ("card", "isCCPaymentEnabled"),
-    ("ach", "isACHPaymentEnabled"),
-    ("tips", "isTipEnabled"),
-)
-_META_KEYS: Final = frozenset(
-    {"lineItems", "subtotal", "tax", "memo", "reference"} | {m for _, m in _PAYMENT_KEYS}
-)
-
-
-def request_from_invoice(invoice: Invoice) -> dict[str, object]:
-    """Stax's create body for `invoice`; fields that are `None` are left out.
-
-    Stax knows amounts, not rules: a RATE tax goes as its computed amount and
-    DAYS terms as a due date (`invoice_date` + days, or today + days).
-    """
-    totals = invoice.totals()
-    body: dict[str, object] = {
-        "customer_id": invoice.customer.id,
-        "url": invoice.stax.url,
-        "total": totals.total,
-        "meta": meta_from_invoice(invoice),
-        "send_now": True if invoice.send else None,
-        "is_partial_payment_enabled": invoice.payment.partial,
-        "invoice_date_at": render_timestamp(invoice.invoice_date) if invoice.invoice_date else None,
-        "due_at": _due_at(invoice),
-        "funding": [{"account_id": f.account_id, "amount": f.amount} for f in invoice.funding]
-        or None,
-    }
-    return _present(body)
-
-
-def meta_from_invoice(invoice: Invoice) -> dict[str, object]:
-    """The `meta` object: lines, amounts, memo, our number and payment options."""
-    totals = invoice.totals()
-    lines = [
-        {
-            "item": line.name or line.description,
-            "details": line.description,
-            "quantity": _number(line.quantity),
-            "price": line.unit_price,
-        }
-        for line in invoice.lines
-    ]
-    meta: dict[str, object] = {
-        "lineItems": lines,
-        "subtotal": totals.subtotal,
-        "tax": totals.tax,
-        "memo": invoice.notes.memo,
-        "reference": invoice.number,
-    }
-    meta |= {stax: getattr(invoice.payment, name) for name, stax in _PAYMENT_KEYS}
-    return _present(meta)
-
-
-def invoice_from_request(body: Mapping[str, object]) -> Invoice:
-    """The neutral invoice a Stax create body describes (inverse of `request_from_invoice`).
-
-    A zero `meta.tax` means no tax; other taxes come back as amounts, due
-    dates as DATE terms.
-
-    Raises:
-        ValueError: unknown fields, malformed parts, or amounts that do not add up.
-    """
-    unknown = sorted(set(body) - _BODY_KEYS)
-    meta = _mapping(body.get("meta"), "meta")
-    unknown += sorted(f"meta.{k}" for k in set(meta) - _META_KEYS)
-    if unknown:
-        raise ValueError(f"not Stax create fields: {', '.join(unknown)}")
-    payment = {name: meta.get(stax) for name, stax in _PAYMENT_KEYS}
-    fields: dict[str, object] = {
-        "number": meta.get("reference"),
-        "customer": {"id": body.get("customer_id")},
-        "lines": [_line_from(item) for item in _list(meta.get("lineItems"), "meta.lineItems")],
-        "tax": _tax_from(meta.get("tax")),
-        "invoice_date": _date_from(body.get("invoice_date_at")),
-        "terms": _terms_from(body.get("due_at")),
-        "notes": {"memo": meta.get("memo")},
-        "payment": payment | {"partial": body.get("is_partial_payment_enabled")},
-        "send": body.get("send_now") is True,
-        "funding": _list(body.get("funding"), "funding"),
-        "stax": {"url": body.get("url")},
-    }
-    invoice = Invoice.model_validate(_present(fields))
-    _check_amounts(invoice, body, meta)
-    return invoice
-
-
-def invoice_problems(invoice: Invoice) -> list[FieldError]:
-    """Every reason Stax would refuse `invoice` (PROVIDERS.md 2.3, 2.9)."""
-    problems: list[FieldError] = []
-    if invoice.currency != "USD":
-        problems.append(FieldError("currency", "Stax invoices are in USD only"))
-    if not invoice.customer.id.strip():
-        problems.append(FieldError("customer.id", "Stax requires the customer id"))
-    if not invoice.stax.url.strip():
-        problems.append(FieldError("stax.url", "Stax requires the hosted page url"))
-    if invoice.funding:
-        funded = sum((f.amount for f in invoice.funding), Decimal(0))
-        total = invoice.totals().total
-        if funded != total:
-            problems.append(
-                FieldError("funding", f"amounts add up to {funded}, not the total {total}")
-            )
-    meta_chars = len(dumps(meta_from_invoice(invoice)))
-    if meta_chars > MAX_META_CHARS:
-        problems.append(
-            FieldError("lines", f"meta is {meta_chars} characters; Stax takes {MAX_META_CHARS}")
-        )
-    return problems
-
-
-def render_timestamp(value: date | datetime) -> str:
-    """Stax's `YYYY-MM-DD HH:MM:SS` (UTC, no zone); a date is its midnight."""
-    if isinstance(value, datetime):
-        moment = value.astimezone(UTC) if value.tzinfo else value
-        return moment.strftime(TIMESTAMP_FORMAT)
-    return f"{value.isoformat()} 00:00:00"
-
-
-def _due_at(invoice: Invoice) -> str | None:
-    terms = invoice.terms
-    if terms is None:
-        return None
-    if terms.kind == "date" and terms.due_date is not None:
-        due = terms.due_date
-    else:
-        due = _day_of(invoice.invoice_date) + timedelta(days=terms.days or 0)
-    return f"{due.isoformat()} 23:59:59"
-
-
-def _day_of(value: date | datetime | None) -> date:
-    if value is None:
-        return datetime.now(UTC).date()  # Stax's own default invoice date is now
-    if isinstance(value, datetime):
-        return (value.astimezone(UTC) if value.tzinfo else value).date()
-    return value
-
-
-def _date_from(value: object) -> object:
-    # Midnight is how a plain date is sent, so it comes back as a date.
-    if isinstance(value, str) and value.strip().endswith(" 00:00:00"):
-        return value.strip()[:10]
-    return value
-
-
-def _terms_from(value: object) -> dict[str, object] | None:
-    if value is None:
-        return None
-    return {"kind": "date", "due_date": str(value).strip()[:10]}
-
-
-def _tax_from(value: object) -> dict[str, object] | None:
-    amount = as_decimal(value)
-    if value is not None and amount is None:
-        raise ValueError("meta.tax must be an amount")
-    if not amount:
-        return None
-    return {"kind": "amount", "value": amount}
-
-
-def _line_from(value: object) -> dict[str, object]:
-    item = _mapping(value, "meta.lineItems[]")
-    unknown = sorted(set(item) - {"item", "details", "quantity", "price"})
-    if unknown:
-        raise ValueError(f"not Stax line item fields: {', '.join(unknown)}")
-    details = item.get("details") if item.get("details") is not None else item.get("item")
-    name = item.get("item")
-    return {
-        "description": details,
-        "name": name if name != details else None,
-        "quantity": as_decimal(item.get("quantity")),
-        "unit_price": as_decimal(item.get("price")),
-    }
-
-
-def _check_amounts(
-    invoice: Invoice, body: Mapping[str, object], meta: Mapping[str, object]
-) -> None:
-    totals = invoice.totals()
-    stated = {
-        "total": (body.get("total"), totals.total),
-        "meta.subtotal": (meta.get("subtotal"), totals.subtotal),
-    }
-    for where, (given, computed) in stated.items():
-        if given is not None and as_decimal(given) != computed:
-            raise ValueError(f"{where} is {given} but the lines add up to {computed}")
-
-
-def _list(value: object, where: str) -> list[object]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ValueError(f"{where} must be a list")
-    return value
-
-
-def _mapping(value: object, where: str) -> Mapping[str, object]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{where} must be an object")
-    return value
-
-
-def _number(value: Decimal) -> int | Decimal:
-    return int(value) if value == value.to_integral_value() else value
-
-
-def _present(values: Mapping[str, object]) -> dict[str, object]:
-    return {k: v for k, v in values.items() if v is not None}
-
-
 __all__ = [
     "ERRORS",
+    "MAX_META_CHARS",
     "StaxProvider",
     "error_for",
     "invoice_from_request",
