@@ -371,7 +371,7 @@ class _LineFeed:
     def __init__(self, lines: Iterator[_Line]) -> None:
         self._lines = lines
         self.number = 0
-        self.problems: list[str] = []
+        self._problems: list[tuple[int, str]] = []
 
     def __iter__(self) -> _LineFeed:
         return self
@@ -380,12 +380,13 @@ class _LineFeed:
         line = next(self._lines)
         self.number = line.number
         if line.problem is not None:
-            self.problems.append(f"line {line.number} {line.problem}")
+            self._problems.append((line.number, line.problem))
         return line.text
 
-    def take_problems(self) -> list[str]:
-        taken, self.problems = self.problems, []
-        return taken
+    def take_problems(self, row_line: int) -> list[str]:
+        """Problems of the lines read since the last call (the lines of the row at `row_line`)."""
+        taken, self._problems = self._problems, []
+        return [p if n == row_line else f"line {n}: {p}" for n, p in taken]
 
 
 @dataclass
@@ -409,9 +410,9 @@ def _csv_rows(lines: Iterator[_Line]) -> Iterator[_Row]:
         except StopIteration:
             return
         except csv.Error as exc:
-            yield _Row(start, [], [*feed.take_problems(), f"not valid CSV: {exc}"])
+            yield _Row(start, [], [*feed.take_problems(start), f"not valid CSV: {exc}"])
             continue
-        yield _Row(start, cells, feed.take_problems())
+        yield _Row(start, cells, feed.take_problems(start))
 
 
 def _read_header(rows: Iterator[_Row]) -> list[str]:
@@ -564,6 +565,8 @@ class _GroupReader:
     def _check_row(self, row: _Row) -> None:
         for line_problem in row.problems:
             self._error(row.line, None, line_problem)
+        if row.problems:
+            return  # its cells cannot be trusted: no further findings about them
         extra = [cell for cell in row.cells[len(self._header) :] if cell.strip()]
         if row.cells and (len(row.cells) < len(self._header) or extra):
             count = f"{len(row.cells)} cells but the header has {len(self._header)}"
@@ -669,8 +672,11 @@ class _GroupReader:
         try:
             return Invoice.model_validate(data)
         except ValidationError as exc:
+            broken = {e.line for e in self._errors if e.field is None}
             for error in exc.errors():
                 line, column = self._locate(error["loc"])
+                if line in broken:
+                    continue  # the row itself is unreadable; its cells' errors would mislead
                 missing = error["type"] == "missing"
                 self._error(
                     line, column, "required, but empty" if missing else _pydantic_message(error)
