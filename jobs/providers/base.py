@@ -27,6 +27,7 @@ from jobs.errors import (
     ConfigurationError,
     FieldError,
     InvoiceError,
+    InvoiceInvalid,
     InvoiceRejected,
     OutcomeUnknown,
     ProviderUnavailable,
@@ -171,6 +172,18 @@ def lookup(rows: Sequence[Row], status: int, code: int | None) -> type[InvoiceEr
     if 400 <= status < 500:
         return InvoiceRejected
     return OutcomeUnknown
+
+
+def refuse_problems(invoice_number: str, problems: Sequence[FieldError], provider: str) -> None:
+    """Raise `InvoiceInvalid` listing every problem, if there is any.
+
+    Raises:
+        InvoiceInvalid: one `FieldError` per problem.
+    """
+    if problems:
+        raise InvoiceInvalid(
+            f"invoice {invoice_number} is not valid for {provider}", field_errors=tuple(problems)
+        )
 
 
 def make_error(

@@ -21,7 +21,6 @@ from jobs.errors import (
     FieldError,
     InvoiceConflict,
     InvoiceError,
-    InvoiceInvalid,
     InvoiceRejected,
     OutcomeUnknown,
     ProviderUnavailable,
@@ -39,6 +38,7 @@ from jobs.providers.base import (
     field_errors_from,
     lookup,
     make_error,
+    refuse_problems,
 )
 from jobs.providers.maast_body import (
     CURRENCY_CODES,
@@ -161,11 +161,7 @@ class MaastProvider(HttpProvider):
         Raises:
             InvoiceInvalid: one `FieldError` per problem.
         """
-        problems = invoice_problems(invoice)
-        if problems:
-            raise InvoiceInvalid(
-                f"invoice {invoice.number} is not valid for Maast", field_errors=tuple(problems)
-            )
+        refuse_problems(invoice.number, invoice_problems(invoice), "Maast")
 
     def prepare_create(self, invoice: Invoice) -> PreparedRequest:
         """The exact create request, with the key shown as `Basic ***`."""

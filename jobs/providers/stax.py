@@ -19,7 +19,6 @@ import httpx2 as httpx
 from jobs.errors import (
     ConfigurationError,
     InvoiceError,
-    InvoiceInvalid,
     InvoiceRejected,
     OutcomeUnknown,
     ProviderUnavailable,
@@ -37,6 +36,7 @@ from jobs.providers.base import (
     loads,
     lookup,
     make_error,
+    refuse_problems,
 )
 from jobs.providers.stax_body import (
     MAX_META_CHARS,
@@ -143,11 +143,7 @@ class StaxProvider(HttpProvider):
         Raises:
             InvoiceInvalid: one `FieldError` per problem.
         """
-        problems = invoice_problems(invoice)
-        if problems:
-            raise InvoiceInvalid(
-                f"invoice {invoice.number} is not valid for Stax", field_errors=tuple(problems)
-            )
+        refuse_problems(invoice.number, invoice_problems(invoice), "Stax")
 
     def prepare_create(self, invoice: Invoice) -> PreparedRequest:
         """The exact create request, with the key shown as `Bearer ***`."""

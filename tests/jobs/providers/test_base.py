@@ -19,9 +19,12 @@ from jobs.errors import (
     ConfigurationError,
     FieldError,
     InvoiceError,
+    InvoiceInvalid,
     OutcomeUnknown,
     ProviderUnavailable,
 )
+from jobs.models import Provider
+from jobs.providers import make_provider, validator
 from jobs.providers.base import (
     ProviderConfig,
     build_client,
@@ -33,6 +36,7 @@ from jobs.providers.base import (
     transport_error,
 )
 from jobs.providers.maast import MaastProvider
+from jobs.providers.stax import StaxProvider
 from tests.jobs.providers.conftest import API_KEY, maast_invoice
 
 # --- config -----------------------------------------------------------------------
@@ -279,3 +283,23 @@ async def test_real_transport_round_trip() -> None:
             await provider.aclose()
     assert receipt.provider_id == "7"
     assert receipt.total == Decimal("15.25")
+
+
+# --- make_provider and validator ----------------------------------------------------------
+
+
+async def test_make_provider_builds_each_client() -> None:
+    config = ProviderConfig(base_url="https://x.test", api_key="k")
+    for provider, cls in [(Provider.MAAST, MaastProvider), (Provider.STAX, StaxProvider)]:
+        client = make_provider(provider, config)
+        assert isinstance(client, cls) and client.provider is provider
+        await client.aclose()
+
+
+@pytest.mark.parametrize("provider", list(Provider))
+def test_validator_matches_the_client(provider: Provider) -> None:
+    check = validator(provider)
+    check(maast_invoice())  # valid at both
+    with pytest.raises(InvoiceInvalid) as caught:
+        check(maast_invoice(currency="JPY"))
+    assert [f.field for f in caught.value.field_errors] == ["currency"]
