@@ -17,6 +17,7 @@ from typing import Annotated, TextIO, TypeVar
 
 import redis.asyncio as aioredis
 import typer
+from redis.exceptions import ConnectionError as RedisConnectionError
 from pydantic import ValidationError
 from rich.table import Table
 
@@ -48,9 +49,12 @@ def register(app: typer.Typer) -> None:
 async def _with_dlq(
     s: Settings, use: Callable[[DeadLetters, aioredis.Redis, Keys], Awaitable[T]]
 ) -> T:
-    async with common.redis_client(s) as redis:
-        keys = common.keys(s)
-        return await use(DeadLetters(redis, keys), redis, keys)
+    try:
+        async with common.redis_client(s) as redis:
+            keys = common.keys(s)
+            return await use(DeadLetters(redis, keys), redis, keys)
+    except RedisConnectionError as exc:
+        common.fail(f"cannot reach Redis: {exc}")
 
 
 def _settings(*, quiet: bool = False) -> Settings:

@@ -16,7 +16,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, TextIO
 
+import redis.asyncio as aioredis
 import typer
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
@@ -60,10 +62,12 @@ def status(
         if watch:
             common.run(watch_status(s, batch, as_json=as_json))
         else:
-            snap = common.run(_snapshot(s, batch))
+            snap = common.run(_snapshot_once(s, batch))
             _print(snap, as_json=as_json)
     except UnknownBatch as exc:
         common.fail(str(exc))
+    except RedisConnectionError as exc:
+        common.fail(f"cannot reach Redis: {exc}")
     except KeyboardInterrupt:
         # Ctrl-C is how a watching operator leaves: not an error.
         pass
@@ -92,30 +96,41 @@ async def watch_status(
 ) -> None:
     """Refresh the view every second until Ctrl-C (or `iterations` refreshes, for tests).
 
-    With `as_json`, prints one JSON object per line instead (for scripts that follow).
+    With `as_json`, prints one JSON object per line instead (for scripts that
+    follow). A Redis outage is shown and retried, not fatal: an operator
+    watching a restart should see it come back.
     """
-    if as_json:
-        for _ in _ticks(iterations):
-            _print(await _snapshot(s, batch), as_json=True)
-            await asyncio.sleep(REFRESH_S)
-        return
-    with Live(console=common.out, auto_refresh=False, transient=False) as live:
-        for _ in _ticks(iterations):
-            live.update(render(await _snapshot(s, batch)), refresh=True)
-            await asyncio.sleep(REFRESH_S)
+    async with common.redis_client(s) as redis:
+        if as_json:
+            for _ in _ticks(iterations):
+                _print(await _snapshot(redis, s, batch), as_json=True)
+                await asyncio.sleep(REFRESH_S)
+            return
+        with Live(console=common.out, auto_refresh=False) as live:
+            for _ in _ticks(iterations):
+                try:
+                    view: RenderableType = render(await _snapshot(redis, s, batch))
+                except RedisConnectionError as exc:
+                    view = f"[red]Redis unreachable[/red] ({exc}); retrying every second"
+                live.update(view, refresh=True)
+                await asyncio.sleep(REFRESH_S)
 
 
 def _ticks(iterations: int | None) -> Iterable[int]:
     return itertools.count() if iterations is None else range(iterations)
 
 
-async def _snapshot(s: Settings, batch: str | None) -> StatusSnapshot:
+async def _snapshot(redis: aioredis.Redis, s: Settings, batch: str | None) -> StatusSnapshot:
     providers = list(Provider)
     accounts = {p: s.provider(p).account for p in providers}
+    return await read_status(
+        redis, common.keys(s), batch=batch, providers=providers, accounts=accounts
+    )
+
+
+async def _snapshot_once(s: Settings, batch: str | None) -> StatusSnapshot:
     async with common.redis_client(s) as redis:
-        return await read_status(
-            redis, common.keys(s), batch=batch, providers=providers, accounts=accounts
-        )
+        return await _snapshot(redis, s, batch)
 
 
 async def _report(s: Settings, batch: str, out: TextIO) -> int:

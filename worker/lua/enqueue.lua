@@ -1,68 +1,80 @@
--- Enqueue one invoice (or requeue a dead letter), atomically.
--- ARGV: 3 invoice key, 4 fingerprint, 5 payload, 6 provider, 7 account,
--- 8 number, 9 batch, 10 send ("1"/"0"), 11 mode ("enqueue"/"requeue").
--- Returns {outcome, detail}: detail is the state met (conflicts name it).
-local ik, fp, payload, provider = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local account, number, batch, send, mode = ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
-local rec = ledger_key(ik)
+-- Enqueue invoices (or requeue a dead letter), each atomically (the whole
+-- call is: Redis runs one script at a time). One call takes a slice of a
+-- chunk, so the key environment is decoded once per slice, not per invoice.
+-- ARGV: 3 provider, 4 account, 5 batch, 6 mode ("enqueue"/"requeue"), then
+-- per invoice 5 values: invoice key, fingerprint, payload, number, send ("1"/"0").
+-- Returns {outcome, detail} per invoice, flattened: detail is the state met.
+local provider, account, batch, mode = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
-local function drop_dead_letter()
-  redis.call('DEL', key(E.dead_letter, ik))
-  redis.call('ZREM', E.dead_letters, ik)
-  redis.call('HSET', rec, 'dlq', '0')
-end
+local function enqueue_one(ik, fp, payload, number, send)
+  local rec = ledger_key(ik)
 
--- A fresh job under a new generation: arq refuses an id whose result lives.
-local function new_generation(gen)
-  local jid = job_id_of(ik, gen)
-  redis.call('HSET', rec, 'generation', gen, 'job_id', jid, 'fp', fp, 'payload', payload,
-    'send', send, 'updated_at_ms', NOW)
-  redis.call('HDEL', rec, 'lease_token', 'lease_until_ms')
-  write_job(provider, ik, jid, NOW)
-end
+  local function drop_dead_letter()
+    redis.call('DEL', key(E.dead_letter, ik))
+    redis.call('ZREM', E.dead_letters, ik)
+    redis.call('HSET', rec, 'dlq', '0')
+  end
 
-local state = redis.call('HGET', rec, 'state')
-if not state then
-  redis.call('HSET', rec, 'state', 'queued', 'fp', fp, 'payload', payload, 'provider', provider,
-    'account', account, 'number', number, 'batch', batch, 'generation', 1,
-    'job_id', job_id_of(ik, 1), 'failures', 0, 'first_at_ms', NOW, 'updated_at_ms', NOW,
-    'send', send, 'dlq', '0')
-  join(batch, 'queued', ik)
-  write_job(provider, ik, job_id_of(ik, 1), NOW)
-  event(ik, 'enqueued', 'queued', batch)
-  return {'accepted', ''}
-end
+  -- A fresh job under a new generation: arq refuses an id whose result lives.
+  local function new_generation(gen)
+    local jid = job_id_of(ik, gen)
+    redis.call('HSET', rec, 'generation', gen, 'job_id', jid, 'fp', fp, 'payload', payload,
+      'send', send, 'updated_at_ms', NOW)
+    redis.call('HDEL', rec, 'lease_token', 'lease_until_ms')
+    write_job(provider, ik, jid, NOW)
+  end
 
-local cur = redis.call('HMGET', rec, 'fp', 'batch', 'generation', 'dlq')
-local old_fp, old_batch, gen, dlq = cur[1], cur[2], tonumber(cur[3]), cur[4]
+  local state = redis.call('HGET', rec, 'state')
+  if not state then
+    redis.call('HSET', rec, 'state', 'queued', 'fp', fp, 'payload', payload, 'provider', provider,
+      'account', account, 'number', number, 'batch', batch, 'generation', 1,
+      'job_id', job_id_of(ik, 1), 'failures', 0, 'first_at_ms', NOW, 'updated_at_ms', NOW,
+      'send', send, 'dlq', '0')
+    join(batch, 'queued', ik)
+    write_job(provider, ik, job_id_of(ik, 1), NOW)
+    event(ik, 'enqueued', 'queued', batch)
+    return {'accepted', ''}
+  end
 
-if state == 'rejected' or state == 'discarded' then
-  -- Superseded: the record joins this batch as a new generation, fresh budget.
-  leave(old_batch, state, ik)
-  redis.call('HSET', rec, 'batch', batch, 'state', 'queued', 'failures', 0)
-  redis.call('HDEL', rec, 'error', 'send_started', 'receipt')
-  join(batch, 'queued', ik)
-  drop_dead_letter()
-  new_generation(gen + 1)
-  event(ik, mode == 'requeue' and 'requeued' or 'superseded', 'queued', state)
-  return {'superseded', state}
-end
+  local cur = redis.call('HMGET', rec, 'fp', 'batch', 'generation', 'dlq')
+  local old_fp, old_batch, gen, dlq = cur[1], cur[2], tonumber(cur[3]), cur[4]
 
-if mode == 'requeue' and dlq == '1' then
-  drop_dead_letter()
-  if state == 'in_doubt' or (state == 'created' and send == '1') then
-    -- Keep the state: an in-doubt invoice is looked up before any create,
-    -- a created one is only sent.
-    redis.call('HSET', rec, 'failures', 0)
+  if state == 'rejected' or state == 'discarded' then
+    -- Superseded: the record joins this batch as a new generation, fresh budget.
+    leave(old_batch, state, ik)
+    redis.call('HSET', rec, 'batch', batch, 'state', 'queued', 'failures', 0)
+    redis.call('HDEL', rec, 'error', 'send_started', 'receipt')
+    join(batch, 'queued', ik)
+    drop_dead_letter()
     new_generation(gen + 1)
-    event(ik, 'requeued', state, '')
+    event(ik, mode == 'requeue' and 'requeued' or 'superseded', 'queued', state)
     return {'superseded', state}
   end
-  event(ik, 'dead letter dropped', state, 'nothing left to do')
+
+  if mode == 'requeue' and dlq == '1' then
+    drop_dead_letter()
+    if state == 'in_doubt' or (state == 'created' and send == '1') then
+      -- Keep the state: an in-doubt invoice is looked up before any create,
+      -- a created one is only sent.
+      redis.call('HSET', rec, 'failures', 0)
+      new_generation(gen + 1)
+      event(ik, 'requeued', state, '')
+      return {'superseded', state}
+    end
+    event(ik, 'dead letter dropped', state, 'nothing left to do')
+    if state == 'created' or state == 'sent' then return {'already_created', state} end
+    return {'duplicate', state}
+  end
+
+  if old_fp ~= fp then return {'conflict', state} end
   if state == 'created' or state == 'sent' then return {'already_created', state} end
   return {'duplicate', state}
 end
 
-if old_fp ~= fp then return {'conflict', state} end
-if state == 'created' or state == 'sent' then return {'already_created', state} end
-return {'duplicate', state}
+local replies = {}
+for i = 7, #ARGV, 5 do
+  local outcome, detail = unpack(enqueue_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]))
+  replies[#replies + 1] = outcome
+  replies[#replies + 1] = detail
+end
+return replies

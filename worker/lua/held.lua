@@ -50,9 +50,12 @@ elseif op == 'sent' then
   redis.call('HSET', rec, 'receipt', data)
   to('sent', 'sent', cjson.decode(data).provider_id)
 elseif op == 'in_doubt' then
-  if not is('sending', 'in_doubt') then return {'bad', state} end
+  -- A created record whose send may have landed stays created: the next
+  -- claim sees send_started and looks the invoice up before sending again.
+  if not is('sending', 'in_doubt', 'created') then return {'bad', state} end
   failed()
-  to('in_doubt', 'outcome unknown', cjson.decode(data).message)
+  to(state == 'created' and 'created' or 'in_doubt', 'outcome unknown',
+    cjson.decode(data).message)
 elseif op == 'retry' then
   if not is('sending', 'in_doubt', 'queued', 'created') then return {'bad', state} end
   failed()

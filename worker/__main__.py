@@ -1,0 +1,5 @@
+"""`python -m worker ...` is `invoicer ...`."""
+
+from worker.cli import main
+
+main()

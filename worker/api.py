@@ -1,0 +1,124 @@
+"""The Python API for other systems: `await enqueue_invoices(...)`.
+
+The same path as `invoicer enqueue`: every record is validated with the
+provider's own rules before anything is written, then enqueued in pipelined
+chunks with idempotency on the invoice number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from typing import TypeAlias
+
+import redis.asyncio as aioredis
+
+from jobs.errors import InvoiceInvalid
+from jobs.models import Invoice, Provider
+from jobs.providers import validator
+from jobs.sources import Record, RecordError
+from worker.embedded import with_redis
+from worker.enqueue import EnqueueReport
+from worker.enqueue import enqueue_invoices as _enqueue
+from worker.keys import Keys
+from worker.settings import Settings, load_settings
+
+Item: TypeAlias = Invoice | Record | RecordError
+
+
+async def enqueue_invoices(
+    invoices: Iterable[Item] | AsyncIterable[Item],
+    *,
+    provider: Provider,
+    batch: str | None = None,
+    send: bool = False,
+    settings: Settings | None = None,
+    redis: aioredis.Redis | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> EnqueueReport:
+    """Validate and enqueue invoices for `provider`; returns the batch's counts.
+
+    Args:
+        invoices: `Invoice` objects, or records from `jobs.sources.read_invoices`.
+        batch: a name for the batch (a unique batch id is made from it).
+        send: send each invoice to its customer once created.
+        settings: defaults to `load_settings()` (environment and `.env`).
+        redis: a client to use; by default one is opened on the configured
+            (or embedded) Redis and closed afterwards.
+    """
+    s = settings or load_settings()
+    records = _validated(_as_async(invoices), provider)
+    if redis is not None:
+        return await _enqueue_with(redis, s, records, provider, batch, send, on_progress)
+    s, _ = with_redis(s)
+    assert s.redis_url is not None
+    client = aioredis.Redis.from_url(s.redis_url.get_secret_value())
+    try:
+        return await _enqueue_with(client, s, records, provider, batch, send, on_progress)
+    finally:
+        await client.aclose()
+
+
+async def _enqueue_with(
+    redis: aioredis.Redis,
+    s: Settings,
+    records: AsyncIterator[Record | RecordError],
+    provider: Provider,
+    batch: str | None,
+    send: bool,
+    on_progress: Callable[[int], None] | None,
+) -> EnqueueReport:
+    return await _enqueue(
+        redis,
+        Keys(s.redis_prefix),
+        records,
+        provider=provider,
+        account=s.provider(provider).account,
+        batch=batch,
+        send=send,
+        on_progress=on_progress,
+    )
+
+
+async def _as_async(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterator[Item]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+async def _validated(
+    items: AsyncIterator[Item], provider: Provider
+) -> AsyncIterator[Record | RecordError]:
+    validate = validator(provider)
+    index = 0
+    async for item in items:
+        index += 1
+        record = Record(line=index, invoice=item) if isinstance(item, Invoice) else item
+        if isinstance(record, RecordError):
+            yield record
+            continue
+        yield _checked(record, provider, validate)
+
+
+def _checked(
+    record: Record, provider: Provider, validate: Callable[[Invoice], None]
+) -> Record | RecordError:
+    number = record.invoice.number
+    if record.provider is not None and record.provider is not provider:
+        return RecordError(
+            record.line,
+            f"holds a {record.provider.value} request but the batch is for {provider.value}",
+            field="provider",
+            invoice_number=number,
+        )
+    try:
+        validate(record.invoice)
+    except InvoiceInvalid as exc:
+        first = exc.field_errors[0] if exc.field_errors else None
+        detail = "; ".join(str(e) for e in exc.field_errors) or exc.message
+        return RecordError(
+            record.line, detail, field=first.field if first else None, invoice_number=number
+        )
+    return record

@@ -1,0 +1,183 @@
+"""arq wiring: worker settings built from `Settings`, one queue per provider.
+
+Two ways in:
+- `invoicer worker` calls `run_workers()`: one process drains the queue of
+  every provider it is given, one arq `Worker` per queue over one shared
+  `Runtime`, with our own signal handling (SIGTERM: stop taking jobs, finish
+  in-flight calls within `shutdown_wait_s`, then cancel; a cancelled create
+  is reconciled by lookup on its next claim, so nothing is created twice).
+- `arq worker.app.WorkerSettings` for arq users: the Maast queue, or the
+  provider named by `INVOICER_ARQ_PROVIDER` (`StaxWorkerSettings` and
+  `MaastWorkerSettings` name one explicitly). Settings are read when arq asks
+  for the class, not at import.
+
+arq's defaults that work against us and what we set instead: JSON jobs, never
+pickle; a 20 ms poll instead of 500 ms (pickup latency); `max_tries` far above
+our own budget (arq counts rate-limit deferrals as tries); `keep_result=0`
+(the ledger, not arq's result key, is the record); a job timeout above the
+worst case of our own bounded calls, because arq's timeout is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.worker import Worker, func
+
+from jobs.models import Provider
+from worker.embedded import with_redis
+from worker.keys import Keys
+from worker.runner import ARQ_MAX_TRIES, JOB_FUNCTION, create_invoice_job
+from worker.runtime import Runtime
+from worker.settings import Settings, load_settings
+
+log = logging.getLogger("invoicer.worker")
+
+
+def serialize_job(data: dict[str, Any]) -> bytes:
+    """arq job serializer: JSON, so writing to Redis never means running code."""
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def deserialize_job(raw: bytes) -> dict[str, Any]:
+    """arq job deserializer (JSON)."""
+    value = json.loads(raw)
+    assert isinstance(value, dict)
+    return value
+
+
+def job_timeout_s(settings: Settings) -> float:
+    """Upper bound of one job: lookup, create and send, each with a limiter wait."""
+    worst = max(s.connect_timeout_s + s.read_timeout_s for s in (settings.maast, settings.stax))
+    return 3 * (worst + 10.0) + 5.0
+
+
+def worker_options(settings: Settings, provider: Provider) -> dict[str, Any]:
+    """Keyword arguments of arq's `Worker` for one provider queue."""
+    return {
+        "functions": [
+            func(
+                create_invoice_job,
+                name=JOB_FUNCTION,
+                max_tries=ARQ_MAX_TRIES,
+                timeout=job_timeout_s(settings),
+            )
+        ],
+        "queue_name": Keys(settings.redis_prefix).queue(provider),
+        "max_jobs": settings.concurrency,
+        "poll_delay": settings.poll_delay_s,
+        "job_timeout": job_timeout_s(settings),
+        "keep_result": 0,
+        "max_tries": ARQ_MAX_TRIES,
+        "job_completion_wait": settings.shutdown_wait_s,
+        "job_serializer": serialize_job,
+        "job_deserializer": deserialize_job,
+        "health_check_interval": 10,
+        "health_check_key": f"{Keys(settings.redis_prefix).prefix}health:{provider.value}",
+    }
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    """arq's connection settings from our Redis URL (embedded Redis resolved by the caller)."""
+    if settings.redis_url is None:
+        raise RuntimeError("resolve the Redis URL (embedded or configured) before building workers")
+    return RedisSettings.from_dsn(settings.redis_url.get_secret_value())
+
+
+async def run_workers(
+    settings: Settings, providers: Sequence[Provider], *, burst: bool = False
+) -> None:
+    """Drain the queues of `providers` in this process until stopped (or empty, with `burst`)."""
+    pool = await create_pool(
+        redis_settings(settings), job_serializer=serialize_job, job_deserializer=deserialize_job
+    )
+    runtime = await Runtime.start(settings, pool, list(providers))
+    workers = [_worker(settings, p, pool, runtime, burst=burst) for p in providers]
+    _install_signal_handlers(workers)
+    try:
+        await asyncio.gather(*(_drain(w) for w in workers))
+    finally:
+        for w in workers:
+            await asyncio.gather(*w.tasks.values(), return_exceptions=True)
+        await runtime.close()
+        await pool.aclose()
+
+
+def _worker(
+    settings: Settings, provider: Provider, pool: ArqRedis, runtime: Runtime, *, burst: bool
+) -> Worker:
+    options = worker_options(settings, provider)
+    return Worker(
+        **options,
+        redis_pool=pool,
+        burst=burst,
+        handle_signals=False,
+        ctx={"runtime": runtime},
+    )
+
+
+async def _drain(worker: Worker) -> None:
+    # The signal handler cancels the main task once in-flight jobs ended.
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker.async_run()
+
+
+def _install_signal_handlers(workers: list[Worker]) -> None:
+    loop = asyncio.get_running_loop()
+
+    def stop(sig: signal.Signals) -> None:
+        log.info("%s: finishing in-flight jobs, taking no new ones", sig.name)
+        for w in workers:
+            w.handle_sig_wait_for_completion(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, sig)
+
+
+# --- `arq worker.app.WorkerSettings` ---------------------------------------
+
+
+async def _arq_startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    ctx["runtime"] = await Runtime.start(settings, ctx["redis"], [ctx["provider"]])
+
+
+async def _arq_shutdown(ctx: dict[str, Any]) -> None:
+    runtime: Runtime | None = ctx.get("runtime")
+    if runtime is not None:
+        await runtime.close()
+
+
+def arq_settings_class(provider: Provider, settings: Settings | None = None) -> type:
+    """A `WorkerSettings` class as arq's CLI expects, for one provider queue."""
+    settings, _ = with_redis(settings or load_settings())
+    options = worker_options(settings, provider)
+    options.pop("job_completion_wait")  # arq's CLI installs its own handlers
+    attrs: dict[str, Any] = {
+        **options,
+        "redis_settings": redis_settings(settings),
+        "on_startup": _arq_startup,
+        "on_shutdown": _arq_shutdown,
+        "ctx": {"settings": settings, "provider": provider},
+        "job_completion_wait": settings.shutdown_wait_s,
+    }
+    return type(f"{provider.value.title()}WorkerSettings", (), attrs)
+
+
+def __getattr__(name: str) -> type:
+    # Built on first access so importing this module reads no environment.
+    if name == "MaastWorkerSettings":
+        return arq_settings_class(Provider.MAAST)
+    if name == "StaxWorkerSettings":
+        return arq_settings_class(Provider.STAX)
+    if name == "WorkerSettings":
+        settings = load_settings()
+        return arq_settings_class(settings.arq_provider, settings)
+    raise AttributeError(name)

@@ -1,0 +1,124 @@
+"""`invoicer enqueue` and `invoicer worker`: the two ends of the queue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from jobs.models import Provider
+from jobs.sources import SourceError, read_invoices
+from worker import api
+from worker.app import run_workers
+from worker.cli import common
+from worker.enqueue import EnqueueReport
+from worker.settings import Settings
+
+
+def register(app: typer.Typer) -> None:
+    """Add `enqueue` and `worker` to the app."""
+    app.command("enqueue")(enqueue)
+    app.command("worker")(worker)
+
+
+def enqueue(
+    file: Annotated[Path, typer.Argument(help="CSV or JSONL file of invoices.")],
+    provider: Annotated[Provider, typer.Option(help="The provider to create them at.")],
+    batch: Annotated[str | None, typer.Option(help="A name for this batch.")] = None,
+    send: Annotated[
+        bool, typer.Option("--send", help="Send each invoice to its customer once created.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Validate every record of FILE and queue the valid ones.
+
+    Exit 0 when every record was accepted (or was already queued or created
+    with the same content), 1 when some were invalid or conflicted, 2 on a
+    usage or configuration error.
+    """
+    if not file.is_file():
+        common.fail(f"{file}: no such file")
+    s = common.with_redis_url(common.settings(), quiet=as_json)
+    try:
+        report = common.run(_enqueue(file, provider, batch, send, s, show_progress=not as_json))
+    except SourceError as exc:
+        common.fail(f"{file}: {exc}")
+    if as_json:
+        common.out.print_json(json.dumps(report.as_dict()))
+    else:
+        _print_report(report)
+    raise typer.Exit(common.EXIT_OK if report.ok else common.EXIT_SOME_FAILED)
+
+
+async def _enqueue(
+    file: Path,
+    provider: Provider,
+    batch: str | None,
+    send: bool,
+    s: Settings,
+    *,
+    show_progress: bool,
+) -> EnqueueReport:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} records"),
+        TimeElapsedColumn(),
+        console=common.err,
+        disable=not show_progress,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"enqueueing {file.name}", total=None)
+        return await api.enqueue_invoices(
+            read_invoices(file),
+            provider=provider,
+            batch=batch,
+            send=send,
+            settings=s,
+            on_progress=lambda n: progress.update(task, completed=n),
+        )
+
+
+def _print_report(report: EnqueueReport) -> None:
+    out = common.out
+    out.print(f"batch [bold]{report.batch_id}[/bold] ({report.provider.value})")
+    out.print(f"  accepted         {report.accepted:>8,}")
+    if report.superseded:
+        out.print(f"    of which replacing dead letters {report.superseded:,}")
+    out.print(f"  already queued   {report.duplicates:>8,}")
+    out.print(f"  already created  {report.already_created:>8,}  (skipped)")
+    out.print(f"  conflicts        {len(report.conflicts):>8,}")
+    out.print(f"  invalid          {len(report.invalid):>8,}")
+    for line, number, message in report.conflicts:
+        out.print(f"  [yellow]conflict[/yellow] line {line} {number}: {message}", highlight=False)
+    for error in report.invalid:
+        out.print(f"  [red]invalid[/red] {error}", highlight=False)
+    out.print(f"watch it: invoicer status --batch {report.batch_id} --watch")
+
+
+def worker(
+    providers: Annotated[
+        list[Provider] | None,
+        typer.Option(
+            "--providers", help="Queues to drain (repeat); default: every provider with a key."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Jobs in flight per queue in this process.")
+    ] = None,
+    burst: Annotated[bool, typer.Option("--burst", help="Stop once the queues are empty.")] = False,
+) -> None:
+    """Drain the queues: create invoices, retry, dead-letter, until stopped (SIGTERM)."""
+    s = common.settings()
+    chosen = providers or [p for p in Provider if s.provider(p).api_key is not None]
+    if not chosen:
+        common.fail("no provider has an API key: set MAAST_API_KEY or STAX_API_KEY")
+    for p in chosen:
+        common.require_key(s, p)
+    if concurrency is not None:
+        s = s.model_copy(update={"concurrency": concurrency})
+    s = common.with_redis_url(s)
+    common.run(run_workers(s, chosen, burst=burst))

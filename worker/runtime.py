@@ -1,0 +1,112 @@
+"""What a worker process holds while it runs: clients, limiters, the ledger, leases.
+
+`Runtime` is built once per process (`Runtime.start`), shared by the arq
+workers of every provider queue in that process, and closed once. It also
+runs the two background loops that make crash recovery fast: the heartbeat
+that keeps this process's leases alive, and the reaper that hands the jobs of
+dead workers back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from jobs.models import Provider
+from jobs.ports import InvoiceProvider
+from jobs.providers import make_provider
+from jobs.providers.base import ProviderConfig
+from worker.keys import Keys
+from worker.ledger import HeldEntry, Ledger
+from worker.limits import ProviderLimiter
+from worker.settings import ProviderSettings, Settings
+
+log = logging.getLogger("invoicer.worker")
+
+REAP_INTERVAL_S = 1.0
+
+Step = Callable[[], Awaitable[None]]
+
+
+def provider_config(settings: ProviderSettings) -> ProviderConfig:
+    """The HTTP client configuration of one provider account.
+
+    Raises:
+        ConfigurationError: the provider's API key is not set.
+    """
+    return ProviderConfig(
+        base_url=settings.base_url,
+        api_key=settings.require_key().get_secret_value(),
+        connect_timeout_s=settings.connect_timeout_s,
+        read_timeout_s=settings.read_timeout_s,
+        max_connections=settings.max_connections,
+    )
+
+
+@dataclass
+class Runtime:
+    """Per-process state shared by the jobs of every queue this process drains."""
+
+    settings: Settings
+    redis: aioredis.Redis
+    keys: Keys
+    ledger: Ledger
+    providers: dict[Provider, InvoiceProvider]
+    limiters: dict[Provider, ProviderLimiter]
+    holding: set[HeldEntry] = field(default_factory=set)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    async def start(
+        cls, settings: Settings, redis: aioredis.Redis, providers: list[Provider]
+    ) -> Runtime:
+        """Build clients and limiters for `providers` and start the lease loops."""
+        keys = Keys(settings.redis_prefix)
+        runtime = cls(
+            settings=settings,
+            redis=redis,
+            keys=keys,
+            ledger=Ledger(redis, keys, lease_s=settings.lease_s),
+            providers={
+                p: make_provider(p, provider_config(settings.provider(p))) for p in providers
+            },
+            limiters={p: ProviderLimiter(redis, keys, settings.provider(p)) for p in providers},
+        )
+        runtime._tasks = [
+            asyncio.create_task(runtime._every(settings.lease_s / 3, runtime._heartbeat)),
+            asyncio.create_task(runtime._every(REAP_INTERVAL_S, runtime._reap)),
+        ]
+        return runtime
+
+    async def close(self) -> None:
+        """Stop the loops and close the HTTP clients."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for client in self.providers.values():
+            await client.aclose()
+
+    async def _every(self, interval_s: float, step: Step) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await step()
+            except Exception:  # a Redis hiccup must not kill the loop
+                log.exception("background step %s failed", step.__name__)
+
+    async def _heartbeat(self) -> None:
+        if self.holding:
+            await self.ledger.heartbeat(list(self.holding))
+
+    async def _reap(self) -> None:
+        for invoice_key in await self.ledger.reap_expired():
+            log.warning(
+                "lease expired %s: handed back to the queue for reconciliation", invoice_key
+            )
