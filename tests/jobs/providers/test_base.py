@@ -237,6 +237,9 @@ async def test_server_closing_after_reading_the_request_is_outcome_unknown() -> 
         with pytest.raises(OutcomeUnknown):
             await _create_through(url)
     assert received and b"INV-1" in received[0]  # it did arrive: a retry could duplicate
+    head = received[0].lower()
+    assert b"content-type: application/json" in head
+    assert b"authorization: basic ojllzgvjmjfhmzfjmhh5ejc4owuzmgeznde2ywjjmtiz" in head
 
 
 async def test_server_never_answering_is_outcome_unknown() -> None:
