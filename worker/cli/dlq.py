@@ -17,8 +17,8 @@ from typing import Annotated, TextIO, TypeVar
 
 import redis.asyncio as aioredis
 import typer
-from redis.exceptions import ConnectionError as RedisConnectionError
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rich.table import Table
 
 from jobs.models import Invoice
