@@ -189,7 +189,11 @@ class HeldEntry:
         await self._ledger.change(self, "sent", receipt.model_dump_json())
 
     async def mark_in_doubt(self, error: ErrorInfo) -> None:
-        """`sending -> in_doubt`: the request may have landed; counts a failure."""
+        """The request may have landed; counts a failure and stores `error`.
+
+        `sending -> in_doubt`; a created record (its send may have landed)
+        stays created, and its next claim looks the invoice up before sending.
+        """
         await self._ledger.change(self, "in_doubt", error_to_json(error), count_failure=True)
 
     async def retry_later(self, error: ErrorInfo | None, *, count_failure: bool) -> None:

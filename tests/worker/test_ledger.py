@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import Counter
 from collections.abc import Awaitable
@@ -14,6 +15,7 @@ import redis.asyncio as aioredis
 from jobs.errors import ErrorInfo, FieldError
 from jobs.models import Customer, Invoice, InvoiceReceipt, LineItem, Provider
 from jobs.sources import Record
+from worker.dead_letter import DeadLetters
 from worker.enqueue import EnqueueReport, enqueue_invoices
 from worker.keys import ARQ_IN_PROGRESS, ARQ_JOB, Keys
 from worker.ledger import HeldEntry, InvalidTransition, LeaseLost, Ledger, State
@@ -174,6 +176,22 @@ async def test_send_step_and_claim_of_created_invoice(
     assert record is not None and record.state is State.SENT and record.send_started
     assert record.receipt is not None and record.receipt.sent
     await assert_counts_match(redis_client, ledger)
+
+
+async def test_send_outcome_unknown_keeps_created(
+    redis_client: aioredis.Redis, ledger: Ledger
+) -> None:
+    await enqueue(redis_client, make_invoice(send=True))
+    held = await claim(ledger)
+    await held.mark_sending()
+    await held.mark_created(receipt())
+    await held.mark_send_started()
+    await held.mark_in_doubt(UNKNOWN)
+    await held.release()
+    record = await ledger.get("maast:INV-1")
+    assert record is not None and record.state is State.CREATED and record.failures == 1
+    again = await claim(ledger)
+    assert again.claim.send_maybe_landed and again.claim.receipt == receipt()
 
 
 async def test_claim_returns_none_when_nothing_is_left_to_do(
@@ -392,7 +410,20 @@ async def test_dead_letter_of_created_invoice_keeps_its_receipt(
     assert record is not None and record.state is State.CREATED and record.receipt is not None
 
 
-OPS = ("claim", "sending", "created", "sent", "doubt", "retry", "dead", "release", "reap", "enq")
+OPS = (
+    "claim",
+    "sending",
+    "created",
+    "sent",
+    "doubt",
+    "retry",
+    "dead",
+    "release",
+    "reap",
+    "enq",
+    "requeue",
+    "discard",
+)
 
 
 async def test_counters_match_the_ledger_after_a_random_walk(
@@ -403,9 +434,11 @@ async def test_counters_match_the_ledger_after_a_random_walk(
     held: dict[str, HeldEntry] = {}
     for _ in range(6):
         await enqueue(redis_client, *(make_invoice(n) for n in rng.sample(numbers, 6)))
-    for _ in range(600):
+    for step in range(1500):
         number, op = rng.choice(numbers), rng.choice(OPS)
         await _random_step(redis_client, ledger, held, number, op, rng)
+        if step % 100 == 0:
+            await assert_counts_match(redis_client, ledger)
     await assert_counts_match(redis_client, ledger)
 
 
@@ -429,6 +462,13 @@ async def _random_step(
                 held[key] = new
         elif op == "reap":
             await ledger.reap_expired(now_ms=2**50 if rng.random() < 0.3 else None)
+        elif op == "requeue":
+            price = rng.choice([None, "10.00", "12.00"])
+            fixed = None if price is None else make_invoice(number, price=price)
+            with contextlib.suppress(KeyError):
+                await DeadLetters(redis, KEYS).requeue(key, payload=fixed)
+        elif op == "discard":
+            await DeadLetters(redis, KEYS).discard(key)
         elif entry is not None:
             await _held_step(entry, op, rng)
     except (LeaseLost, InvalidTransition):
