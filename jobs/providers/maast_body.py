@@ -190,12 +190,26 @@ def _text_problems(invoice: Invoice) -> list[FieldError]:
     problems = _too_long("notes.footer", invoice.notes.footer, 750)
     problems += _too_long("notes.terms", invoice.notes.terms, 500)
     problems += _contact_problems("customer", invoice.customer)
+    # A contact object that is sent must be complete (PROVIDERS.md 1.6), and
+    # save_customer creates the vault customer from billing_contact.
+    if _contact_body(invoice.customer) or invoice.maast.save_customer:
+        problems += _missing("customer", invoice.customer, _BILLING_REQUIRED)
     if invoice.maast.from_contact is not None:
         problems += _contact_problems("maast.from_contact", invoice.maast.from_contact)
-    if invoice.maast.save_customer and not invoice.customer.email:
-        # Maast creates the vault customer from billing_contact, which needs an email.
-        problems.append(FieldError("customer.email", "required when save_customer is set"))
+        problems += _missing("maast.from_contact", invoice.maast.from_contact, _FROM_REQUIRED)
     return problems
+
+
+_BILLING_REQUIRED: Final = ("first_name", "last_name", "email")
+_FROM_REQUIRED: Final = ("firm_name", "phone", "email")
+
+
+def _missing(where: str, contact: Contact, required: tuple[str, ...]) -> list[FieldError]:
+    return [
+        FieldError(f"{where}.{name}", "Maast requires it on this contact")
+        for name in required
+        if not getattr(contact, name)
+    ]
 
 
 def _contact_problems(where: str, contact: Contact) -> list[FieldError]:

@@ -98,7 +98,12 @@ def maast_invoice(**changes: object) -> Invoice:
     """A small valid Maast invoice."""
     fields: dict[str, object] = {
         "number": "INV-1",
-        "customer": {"id": "CUST1", "first_name": "Ada", "email": "ada@example.com"},
+        "customer": {
+            "id": "CUST1",
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "email": "ada@example.com",
+        },
         "lines": [{"description": "Pencils", "quantity": 10, "unit_price": Decimal("1.49")}],
         "tax": {"kind": "rate", "value": Decimal("2.345")},
     }

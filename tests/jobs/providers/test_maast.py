@@ -257,7 +257,7 @@ def test_validate_lists_every_problem() -> None:
         ],
         tax={"kind": "rate", "value": "1.123456"},
         notes={"footer": "x" * 751, "terms": "y" * 501},
-        maast={"save_customer": True},
+        maast={"save_customer": True, "from_contact": {"firm_name": "Firm"}},
         funding=[{"account_id": "a", "amount": "1"}],
     )
     with pytest.raises(InvoiceInvalid) as caught:
@@ -268,6 +268,9 @@ def test_validate_lists_every_problem() -> None:
         "customer.id",
         "customer.first_name",
         "customer.email",
+        "customer.last_name",
+        "maast.from_contact.phone",
+        "maast.from_contact.email",
         "currency",
         "funding",
         "lines[0].quantity",
@@ -288,6 +291,10 @@ async def test_invalid_invoice_is_never_sent(maast_with: MaastWith) -> None:
 
 def test_valid_invoice_passes() -> None:
     MaastProvider.validate(MaastProvider.__new__(MaastProvider), seed_invoice())
+    # A vault customer needs no contact at all.
+    MaastProvider.validate(
+        MaastProvider.__new__(MaastProvider), maast_invoice(customer={"id": "JOHNDOE"})
+    )
 
 
 def test_currency_table() -> None:
