@@ -463,8 +463,8 @@ async def _random_step(
         elif op == "reap":
             await ledger.reap_expired(now_ms=2**50 if rng.random() < 0.3 else None)
         elif op == "requeue":
-            price = rng.choice([None, "10.00", "12.00"])
-            fixed = None if price is None else make_invoice(number, price=price)
+            fix = rng.choice([None, "10.00", "12.00"])
+            fixed = None if fix is None else make_invoice(number, price=fix)
             with contextlib.suppress(KeyError):
                 await DeadLetters(redis, KEYS).requeue(key, payload=fixed)
         elif op == "discard":
