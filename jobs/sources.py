@@ -94,6 +94,7 @@ def read_invoices(
     Raises:
         SourceError: the file cannot be opened or read, or its header is unusable.
     """
+    path = Path(path)  # callers with a plain string get the same behaviour
     fmt = fmt or _format_of(path)
     if str(path) == "-":
         yield from read_stream(sys.stdin.buffer, fmt=fmt, max_line_bytes=max_line_bytes)
@@ -204,7 +205,8 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 def _text_problem(value: str) -> str | None:
     """Why `value` must not be accepted as text, or None."""
-    if _SURROGATE.search(value):
+    # isascii first: it is nearly free, and nearly every value is ASCII.
+    if not value.isascii() and _SURROGATE.search(value):
         return "holds an invalid \\u escape (a lone surrogate)"
     text = value.strip()
     if text.startswith(_FORMULA_START) and not _NUMBERISH.fullmatch(text):
@@ -240,8 +242,14 @@ def _json_path(loc: Sequence[int | str]) -> str:
     return path
 
 
+def _printable(text: str, limit: int = 500) -> str:
+    """`text` made safe to log or print: no lone surrogates, bounded length."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _pydantic_message(error: ErrorDetails) -> str:
-    message = error["msg"].removeprefix("Value error, ")
+    message = _printable(error["msg"].removeprefix("Value error, "))
     value = error.get("input")
     scalar = isinstance(value, str | int | Decimal) and not isinstance(value, bool)
     if scalar and error["type"] != "missing":
@@ -574,7 +582,7 @@ class _GroupReader:
         for name, cell in zip(self._header, row.cells, strict=False):
             if not name and cell.strip():
                 self._error(row.line, None, f"value {_show(cell)} under a column with no name")
-            elif name and (problem := _text_problem(cell)):
+            elif name and cell and (problem := _text_problem(cell)):
                 self._error(row.line, name, problem)
 
     def _check_agreement(self) -> None:
@@ -776,18 +784,32 @@ def _invoice_of(
     body: dict[str, object], provider: Provider | None
 ) -> tuple[Invoice | None, _Problems]:
     try:
-        if provider is None:
-            return Invoice.model_validate(body), []
-        return _provider_reader(provider)(body), []
+        return _build_invoice(body, provider), []
     except ValidationError as exc:
         return None, [(_json_path(e["loc"]) or None, _pydantic_message(e)) for e in exc.errors()]
     except InvoiceError as exc:
-        found: _Problems = [(error.field, error.message) for error in exc.field_errors]
-        return None, found or [(None, exc.message)]
+        found: _Problems = [(error.field, _printable(error.message)) for error in exc.field_errors]
+        return None, found or [(None, _printable(exc.message))]
     except _ProviderUnavailable as exc:
         return None, [("provider", str(exc))]
+    except _BodyRejected as exc:
+        return None, [(None, str(exc))]
+
+
+def _build_invoice(body: dict[str, object], provider: Provider | None) -> Invoice:
+    if provider is None:
+        return Invoice.model_validate(body)
+    reader = _provider_reader(provider)
+    try:
+        return reader(body)
+    except (ValidationError, InvoiceError):
+        raise
     except Exception as exc:  # a provider mapper must never crash a whole file
-        return None, [(None, f"not a valid {provider} create body: {exc}")]
+        raise _BodyRejected(_printable(f"not a valid {provider} create body: {exc}")) from exc
+
+
+class _BodyRejected(Exception):
+    """A provider's mapper refused a body in a way of its own."""
 
 
 class _ProviderUnavailable(Exception):

@@ -772,3 +772,26 @@ def test_small_samples_are_valid(name: str, count: int) -> None:
     assert not errors(items) and len(records(items)) == count
     if name.endswith(".jsonl"):
         assert [r.provider for r in records(items)][-2:] == [Provider.MAAST, Provider.STAX]
+
+
+def test_provider_module_missing_is_a_record_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "jobs.providers.maast", None)  # import now fails
+    error = only_error(read(tmp_path, jsonl(MAAST_BODY), "a.jsonl"))
+    assert error.field == "provider"
+    assert "needs jobs.providers.maast.invoice_from_request" in error.message
+
+
+def test_unexpected_provider_mapper_failure_is_a_record_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(body: object) -> object:
+        raise KeyError("meta\ud800")
+
+    fake = ModuleType("jobs.providers.stax")
+    fake.invoice_from_request = explode  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "jobs.providers.stax", fake)
+    error = only_error(read(tmp_path, jsonl(STAX_BODY), "a.jsonl"))
+    assert error.message.startswith("not a valid stax create body: ")
+    str(error).encode("utf-8")
