@@ -11,6 +11,7 @@ enqueued as given. This module never talks to a provider.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -236,19 +237,27 @@ async def enqueue_invoices(
     )
     report = EnqueueReport(batch_id=batch_id, provider=provider)
     run = _Chunked(Enqueuer(redis, keys), report, account=account, send=send, progress=on_progress)
-    if isinstance(records, AsyncIterable):
-        async for item in records:
-            await run.add(item, chunk_size)
-    else:
-        for item in records:
-            await run.add(item, chunk_size)
-    await run.flush()
+    try:
+        if isinstance(records, AsyncIterable):
+            async for item in records:
+                await run.add(item, chunk_size)
+        else:
+            for item in records:
+                await run.add(item, chunk_size)
+        await run.flush()
+    finally:
+        await run.settle()
     return report
 
 
 @dataclass
 class _Chunked:
-    """Buffers one chunk of invoices and sends it as one pipeline of script calls."""
+    """Buffers one chunk of invoices and sends it as one pipeline of script calls.
+
+    The next chunk is prepared while the previous one is in flight (at most
+    one at a time, so chunks reach Redis in order and memory stays at two
+    chunks): Python's work and Redis's overlap instead of adding up.
+    """
 
     enqueuer: Enqueuer
     report: EnqueueReport
@@ -257,6 +266,7 @@ class _Chunked:
     progress: Callable[[int], None] | None = None
     handled: int = 0
     pending: list[tuple[int, str, list[str]]] = field(default_factory=list)
+    inflight: asyncio.Task[None] | None = None
 
     async def add(self, item: Record | RecordError, chunk_size: int) -> None:
         self.handled += 1
@@ -271,14 +281,25 @@ class _Chunked:
         self.pending.append((item.line, invoice.number, args))
         if len(self.pending) >= chunk_size:
             await self.flush()
+        elif self.inflight is not None and len(self.pending) % INVOICES_PER_CALL == 0:
+            await asyncio.sleep(0)  # a turn for the chunk in flight (socket writes, reply)
 
     async def flush(self) -> None:
-        if self.pending:
-            await self._send()
-        if self.progress is not None:
+        chunk, self.pending = self.pending, []
+        await self.settle()
+        if chunk:
+            self.inflight = asyncio.create_task(self._send(chunk, self.handled))
+            await asyncio.sleep(0)  # let it start writing before we build the next chunk
+        elif self.progress is not None:
             self.progress(self.handled)
 
-    async def _send(self) -> None:
+    async def settle(self) -> None:
+        """Wait for the chunk in flight (cancelled if we are being cancelled)."""
+        task, self.inflight = self.inflight, None
+        if task is not None:
+            await task
+
+    async def _send(self, chunk: list[tuple[int, str, list[str]]], handled: int) -> None:
         head = self.enqueuer.head(
             provider=self.report.provider,
             account=self.account,
@@ -286,16 +307,17 @@ class _Chunked:
             mode="enqueue",
         )
         async with self.enqueuer.redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(self.pending), INVOICES_PER_CALL):
+            for start in range(0, len(chunk), INVOICES_PER_CALL):
                 args = list(head)
-                for _, _, item in self.pending[start : start + INVOICES_PER_CALL]:
+                for _, _, item in chunk[start : start + INVOICES_PER_CALL]:
                     args += item
                 await self.enqueuer.script(args=args, client=pipe)
             replies = await pipe.execute()
         outcomes = (o for reply in replies for o in _outcomes(reply))
-        for (line, number, _), (outcome, state) in zip(self.pending, outcomes, strict=True):
+        for (line, number, _), (outcome, state) in zip(chunk, outcomes, strict=True):
             self.report.count(outcome, line, number, state)
-        self.pending.clear()
+        if self.progress is not None:
+            self.progress(handled)
 
 
 def _wrong_provider(item: Record, provider: Provider) -> RecordError:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
+import pytest
 import redis.asyncio as aioredis
 from arq.jobs import deserialize_job
 
@@ -184,3 +185,20 @@ def test_batch_ids_are_readable_and_unique() -> None:
 def test_serializer_is_json() -> None:
     data = {"t": 1, "f": JOB_FUNCTION, "a": ["maast:A"], "k": {}, "et": 5}
     assert json.loads(serialize_job(data)) == data
+
+
+async def test_a_failing_source_stops_after_the_chunks_already_sent(
+    redis_client: aioredis.Redis,
+) -> None:
+    def records() -> Iterator[Record]:
+        for i in range(250):
+            yield Record(line=i, invoice=make_invoice(f"INV-{i}"))
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        await enqueue_invoices(
+            redis_client, KEYS, records(), provider=Provider.MAAST, chunk_size=100
+        )
+    # The two full chunks landed, consistently; the partial third never left.
+    assert await redis_client.zcard(KEYS.queue(Provider.MAAST)) == 200
+    await assert_counts_match(redis_client, Ledger(redis_client, KEYS))
