@@ -1,0 +1,259 @@
+"""End to end: real worker processes, real Redis, the sandbox over real HTTP.
+
+Each test enqueues a batch, lets `invoicer worker` processes drain it while
+the sandbox misbehaves, and then checks the only things that matter: the
+sandbox holds every valid invoice exactly once, every other record is in the
+dead-letter queue with its reason (or visibly waiting), and the batch
+counters agree with the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from jobs.models import Customer, Invoice, LineItem, Provider
+from jobs.providers.sandbox.client import SandboxClient
+from jobs.providers.sandbox.config import (
+    DEFAULT_MAAST_KEY,
+    DEFAULT_STAX_KEY,
+    Faults,
+    SandboxConfig,
+)
+from jobs.providers.sandbox.server import running_sandbox
+from jobs.sources import RecordError
+from worker import api
+from worker.dead_letter import DeadLetters
+from worker.enqueue import EnqueueReport
+from worker.keys import Keys, invoice_key
+from worker.ledger import Ledger, State
+from worker.settings import Settings, load_settings
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def sandbox_url() -> Iterator[str]:
+    with running_sandbox(SandboxConfig()) as url:
+        yield url
+
+
+@pytest.fixture
+async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxClient]:
+    async with SandboxClient(sandbox_url) as client:
+        await client.reset()
+        yield client
+
+
+def worker_env(redis_url: str, sandbox_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a worker process pointed at the test Redis and sandbox."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAAST_", "STAX_"))}
+    env.update(
+        INVOICER_REDIS_URL=redis_url,
+        MAAST_BASE_URL=sandbox_url,
+        MAAST_API_KEY=DEFAULT_MAAST_KEY,
+        STAX_BASE_URL=sandbox_url,
+        STAX_API_KEY=DEFAULT_STAX_KEY,
+        INVOICER_LEASE_S="2",
+        INVOICER_READ_TIMEOUT_S="0.5",
+        INVOICER_BACKOFF_BASE_S="0.05",
+        INVOICER_BACKOFF_CAP_S="0.5",
+        INVOICER_SHUTDOWN_WAIT_S="5",
+        PYTHONPATH=str(ROOT),
+    )
+    env.update(extra)
+    return env
+
+
+def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker", "worker", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_all(workers: list[subprocess.Popen[bytes]], timeout_s: float) -> None:
+    for w in workers:
+        try:
+            _, err = w.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            w.kill()
+            _, err = w.communicate()
+            pytest.fail(f"worker did not finish in {timeout_s}s:\n{err.decode()[-3000:]}")
+        assert w.returncode == 0, err.decode()[-3000:]
+
+
+def invoice(number: str, customer: str = "CUST0001", quantity: int = 1) -> Invoice:
+    return Invoice(
+        number=number,
+        customer=Customer(id=customer, first_name="Ada", last_name="Lovelace", email="a@x.io"),
+        lines=[
+            LineItem(
+                description="Consulting", quantity=Decimal(quantity), unit_price=Decimal("12.50")
+            )
+        ],
+        invoice_date=date(2026, 10, 31),
+    )
+
+
+async def enqueue(
+    env: dict[str, str], items: list[Invoice | RecordError], provider: Provider
+) -> EnqueueReport:
+    settings = load_settings(env, env_file=None)
+    return await api.enqueue_invoices(items, provider=provider, batch="e2e", settings=settings)
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    return load_settings(env, env_file=None)
+
+
+async def assert_counters_match_ledger(
+    redis: aioredis.Redis, keys: Keys, batch: str, invoice_keys: list[str]
+) -> dict[State, int]:
+    """Batch counters equal the ledger records, state by state."""
+    records = await Ledger(redis, keys).get_many(invoice_keys)
+    by_state: dict[State, int] = {}
+    for record in records:
+        assert record is not None
+        by_state[record.state] = by_state.get(record.state, 0) + 1
+    raw = await redis.hgetall(keys.batch(batch))
+    counters = {k.decode(): v.decode() for k, v in raw.items()}
+    for state in State:
+        assert int(counters.get(state.value, 0)) == by_state.get(state, 0), state
+    return by_state
+
+
+async def test_faults_after_commit_create_each_invoice_once(
+    redis_url: str, redis_client: aioredis.Redis, sandbox: SandboxClient, sandbox_url: str
+) -> None:
+    # Given a sandbox that fails a third of creates, half of them after storing the invoice,
+    await sandbox.set_faults(
+        Faults(
+            seed=11,
+            error_before_commit=0.08,
+            error_after_commit=0.08,
+            timeout_after_commit=0.08,
+            drop_after_commit=0.08,
+            hold_s=2.0,
+        )
+    )
+    env = worker_env(redis_url, sandbox_url)
+    valid = [invoice(f"E2E-{i:04d}") for i in range(120)]
+    broken = [invoice("BAD-QTY", quantity=1000), invoice("BAD-CUSTOMER-ID-" + "X" * 30)]
+    report = await enqueue(env, [*valid, *broken], Provider.MAAST)
+    assert report.accepted == 120 and len(report.invalid) == 2
+
+    # When two worker processes drain the queue,
+    workers = [start_worker(env, "--providers", "maast", "--burst") for _ in range(2)]
+    await asyncio.to_thread(wait_all, workers, 120)
+
+    # Then the sandbox holds each valid invoice exactly once, despite the faults,
+    counts = await sandbox.created_counts("maast")
+    assert counts == {inv.number: 1 for inv in valid}
+    events = await sandbox.fault_events()
+    kinds = {e["kind"] for e in events}
+    assert {"timeout_after_commit", "drop_after_commit", "error_after_commit"} <= kinds
+    # and every invalid record is in the dead-letter queue with its field errors,
+    keys = Keys(settings_of(env).redis_prefix)
+    dead = await DeadLetters(redis_client, keys).list(limit=100)
+    assert {d.number for d in dead} == {"BAD-QTY", broken[1].number}
+    assert all(d.reason == "invalid" and d.field_errors for d in dead)
+    # and the batch counters equal the ledger.
+    keys_ = [invoice_key(Provider.MAAST, "default", i.number) for i in [*valid, *broken]]
+    by_state = await assert_counters_match_ledger(redis_client, keys, report.batch_id, keys_)
+    assert by_state == {State.CREATED: 120, State.REJECTED: 2}
+
+
+async def test_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(
+    redis_url: str, redis_client: aioredis.Redis, sandbox: SandboxClient, sandbox_url: str
+) -> None:
+    # Given slow provider calls, so a worker dies with requests in flight,
+    await sandbox.set_faults(Faults(latency_ms=400))
+    env = worker_env(redis_url, sandbox_url, INVOICER_READ_TIMEOUT_S="5")
+    valid = [invoice(f"KILL-{i:04d}") for i in range(80)]
+    report = await enqueue(env, list(valid), Provider.MAAST)
+    victim = start_worker(env, "--providers", "maast", "--concurrency", "20")
+
+    # When it is killed with SIGKILL once some invoices reached the provider,
+    deadline = time.monotonic() + 30
+    while len(await sandbox.created_counts("maast")) < 10:
+        assert time.monotonic() < deadline, "the first worker never got going"
+        await asyncio.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    # and another worker takes over once the leases expire,
+    survivor = start_worker(env, "--providers", "maast", "--burst")
+    await asyncio.to_thread(wait_all, [survivor], 90)
+
+    # Then every invoice exists exactly once at the sandbox and as created in the ledger.
+    counts = await sandbox.created_counts("maast")
+    assert counts == {inv.number: 1 for inv in valid}
+    keys = Keys(settings_of(env).redis_prefix)
+    keys_ = [invoice_key(Provider.MAAST, "default", i.number) for i in valid]
+    by_state = await assert_counters_match_ledger(redis_client, keys, report.batch_id, keys_)
+    assert by_state == {State.CREATED: 80}
+
+
+async def test_three_workers_share_one_rate_limit(
+    redis_url: str, redis_client: aioredis.Redis, sandbox: SandboxClient, sandbox_url: str
+) -> None:
+    # Given a limit of 20 requests a second for the Maast account,
+    await sandbox.set_faults(Faults(latency_ms=30))
+    env = worker_env(redis_url, sandbox_url, MAAST_RATE_PER_MINUTE="1200")
+    valid = [invoice(f"RATE-{i:04d}") for i in range(110)]
+    await enqueue(env, list(valid), Provider.MAAST)
+
+    # When three worker processes drain the batch,
+    workers = [start_worker(env, "--providers", "maast", "--burst") for _ in range(3)]
+    await asyncio.to_thread(wait_all, workers, 90)
+
+    # Then each invoice was created once and no one-second window saw more than 20 requests.
+    assert await sandbox.created_counts("maast") == {inv.number: 1 for inv in valid}
+    stats = await sandbox.stats()
+    busiest = stats["providers"]["maast"]["busiest_second"]["count"]  # type: ignore[index]
+    assert 10 <= busiest <= 20
+
+
+async def test_stax_failures_pause_before_the_ip_block(
+    redis_url: str, redis_client: aioredis.Redis, sandbox: SandboxClient, sandbox_url: str
+) -> None:
+    # Given a Stax account that knows one customer, and a failure budget of 3 a minute,
+    await sandbox.configure(SandboxConfig(customers=frozenset({"CUST0001"})))
+    env = worker_env(redis_url, sandbox_url, STAX_FAILED_PER_MINUTE="3")
+    unknown = [invoice(f"STAX-{i:02d}", customer=f"GHOST{i:02d}") for i in range(8)]
+    report = await enqueue(env, list(unknown), Provider.STAX)
+    assert report.accepted == 8
+
+    # When a worker runs for a while,
+    worker = start_worker(env, "--providers", "stax")
+    await asyncio.sleep(6)
+    worker.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(wait_all, [worker], 30)
+
+    # Then Stax saw exactly three failed requests and never blocked us,
+    stats = await sandbox.stats()
+    stax = stats["providers"]["stax"]  # type: ignore[index]
+    assert stax["status_counts"].get("422") == 3, stax  # type: ignore[index]
+    assert stats["blocked"] == {} or not stats["blocked"], stats
+    # three rejected invoices wait in the dead-letter queue with the field Stax named,
+    keys = Keys(settings_of(env).redis_prefix)
+    dead = await DeadLetters(redis_client, keys).list(limit=100)
+    assert len(dead) == 3 and all(d.field_errors for d in dead)
+    # and the other five are still queued, visibly waiting for the pause to end.
+    keys_ = [invoice_key(Provider.STAX, "default", i.number) for i in unknown]
+    by_state = await assert_counters_match_ledger(redis_client, keys, report.batch_id, keys_)
+    assert by_state == {State.REJECTED: 3, State.QUEUED: 5}
