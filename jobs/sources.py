@@ -13,6 +13,7 @@ formats, limits and messages are documented in docs/input-formats.md.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import importlib
 import json
@@ -64,6 +65,8 @@ class RecordError:
     field: str | None = None
     """CSV column name, or JSON path (`lines[0].quantity`) for JSONL."""
     invoice_number: str | None = None
+    invoice: Invoice | None = dataclasses.field(default=None, compare=False, repr=False)
+    """The parsed invoice, when it parsed but failed a provider's own rules."""
 
     def __str__(self) -> str:
         where = f"line {self.line}"

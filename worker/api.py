@@ -12,7 +12,7 @@ from typing import TypeAlias
 
 import redis.asyncio as aioredis
 
-from jobs.errors import InvoiceInvalid
+from jobs.errors import FieldError, InvoiceInvalid
 from jobs.models import Invoice, Provider
 from jobs.providers import validator
 from jobs.sources import Record, RecordError
@@ -99,26 +99,30 @@ async def _validated(
         if isinstance(record, RecordError):
             yield record
             continue
-        yield _checked(record, provider, validate)
+        for checked in _checked(record, provider, validate):
+            yield checked
 
 
 def _checked(
     record: Record, provider: Provider, validate: Callable[[Invoice], None]
-) -> Record | RecordError:
+) -> list[Record | RecordError]:
+    """The record, or one `RecordError` per problem the provider's rules find."""
     number = record.invoice.number
     if record.provider is not None and record.provider is not provider:
-        return RecordError(
-            record.line,
-            f"holds a {record.provider.value} request but the batch is for {provider.value}",
-            field="provider",
-            invoice_number=number,
-        )
+        message = f"holds a {record.provider.value} request but the batch is for {provider.value}"
+        return [RecordError(record.line, message, field="provider", invoice_number=number)]
     try:
         validate(record.invoice)
     except InvoiceInvalid as exc:
-        first = exc.field_errors[0] if exc.field_errors else None
-        detail = "; ".join(str(e) for e in exc.field_errors) or exc.message
-        return RecordError(
-            record.line, detail, field=first.field if first else None, invoice_number=number
-        )
-    return record
+        problems = exc.field_errors or (FieldError("invoice", exc.message),)
+        return [
+            RecordError(
+                record.line,
+                problem.message,
+                field=problem.field,
+                invoice_number=number,
+                invoice=record.invoice,
+            )
+            for problem in problems
+        ]
+    return [record]

@@ -35,7 +35,7 @@ from jobs.models import Provider
 from worker.embedded import with_redis
 from worker.keys import Keys
 from worker.runner import ARQ_MAX_TRIES, JOB_FUNCTION, create_invoice_job
-from worker.runtime import Runtime
+from worker.runtime import Runtime, in_progress_s
 from worker.settings import Settings, load_settings
 
 log = logging.getLogger("invoicer.worker")
@@ -113,14 +113,17 @@ async def run_workers(
 def _worker(
     settings: Settings, provider: Provider, pool: ArqRedis, runtime: Runtime, *, burst: bool
 ) -> Worker:
-    options = worker_options(settings, provider)
-    return Worker(
-        **options,
+    worker = Worker(
+        **worker_options(settings, provider),
         redis_pool=pool,
         burst=burst,
         handle_signals=False,
         ctx={"runtime": runtime},
     )
+    # arq derives this from the job timeout (minutes) and never renews it;
+    # ours is short and renewed by the runtime's heartbeat (worker/runtime.py).
+    worker.in_progress_timeout_s = in_progress_s(settings)
+    return worker
 
 
 async def _drain(worker: Worker) -> None:

@@ -163,6 +163,10 @@ class DeadLetters:
         entry = await self.get(invoice_key)
         if entry is None:
             raise KeyError(invoice_key)
+        if payload is None and not entry.payload:
+            raise ValueError(
+                f"{invoice_key} never parsed as an invoice: requeue it with a corrected payload"
+            )
         invoice = payload or Invoice.model_validate_json(entry.payload)
         if invoice.number != entry.number:
             raise ValueError(f"corrected invoice has number {invoice.number}, not {entry.number}")
@@ -189,6 +193,8 @@ class DeadLetters:
             try:
                 outcome = await self.requeue(invoice_key)
             except KeyError:  # discarded or requeued meanwhile
+                continue
+            except ValueError:  # needs a corrected payload: left for a person
                 continue
             counts[outcome] = counts.get(outcome, 0) + 1
         return counts

@@ -29,6 +29,8 @@ from worker.keys import Keys, invoice_key
 from worker.lua import JOB_FUNCTION, Scripts, script_env
 
 INVOICES_PER_CALL = 50
+_NUMBER = re.compile(r"[A-Za-z0-9._/-]{1,64}")
+"""An invoice number usable as a key (the model's rule): only those are parked."""
 """Invoices per script call: the key environment is decoded once per call, and
 Redis is never blocked for long (about 1 ms per call)."""
 
@@ -80,6 +82,8 @@ class EnqueueReport:
     conflicts: list[tuple[int, str, str]] = field(default_factory=list)
     """(line, invoice number, message): same number, different content."""
     invalid: list[RecordError] = field(default_factory=list)
+    invalid_dead_lettered: int = 0
+    """Invalid records parked in the dead-letter queue (those with a usable number)."""
 
     @property
     def ok(self) -> bool:
@@ -93,6 +97,7 @@ class EnqueueReport:
             "provider": self.provider.value,
             "ok": self.ok,
             "accepted": self.accepted,
+            "invalid_dead_lettered": self.invalid_dead_lettered,
             "superseded": self.superseded,
             "duplicates": self.duplicates,
             "already_created": self.already_created,
@@ -143,7 +148,9 @@ class Enqueuer:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self.script = Scripts.register(redis).enqueue
+        scripts = Scripts.register(redis)
+        self.script = scripts.enqueue
+        self.reject = scripts.reject
         self.env = script_env(keys, JOB_FUNCTION)
 
     def head(self, *, provider: Provider, account: str, batch: str, mode: str) -> list[str]:
@@ -247,7 +254,51 @@ async def enqueue_invoices(
         await run.flush()
     finally:
         await run.settle()
+    await _park_invalid(Enqueuer(redis, keys), report, account=account)
     return report
+
+
+async def _park_invalid(enqueuer: Enqueuer, report: EnqueueReport, *, account: str) -> None:
+    """Dead-letter the invalid records that carry a usable invoice number.
+
+    Their errors (one `RecordError` per problem) are grouped per number, so
+    the entry lists every field to fix; `invoicer dlq requeue KEY --payload
+    FILE` then supersedes it with the corrected invoice.
+    """
+    grouped: dict[str, list[RecordError]] = {}
+    for error in report.invalid:
+        number = error.invoice_number
+        if number is not None and _NUMBER.fullmatch(number):
+            grouped.setdefault(number, []).append(error)
+    items = list(grouped.items())
+    head = [enqueuer.env, "", report.provider.value, account, report.batch_id]
+    for start in range(0, len(items), INVOICES_PER_CALL):
+        args = list(head)
+        for number, errors in items[start : start + INVOICES_PER_CALL]:
+            args += _reject_args(number, errors, provider=report.provider, account=account)
+        replies = await enqueuer.reject(args=args)
+        report.invalid_dead_lettered += sum(
+            r in ("dead_lettered", b"dead_lettered") for r in replies
+        )
+
+
+def _reject_args(
+    number: str, errors: list[RecordError], *, provider: Provider, account: str
+) -> list[str]:
+    invoice = next((e.invoice for e in errors if e.invoice is not None), None)
+    fields = [{"field": e.field or "record", "message": e.message} for e in errors]
+    entry = {
+        "reason": "invalid",
+        "kind": "InvoiceInvalid",
+        "message": f"line {errors[0].line}: {len(errors)} problem(s); fix and requeue "
+        "with --payload FILE",
+        "status": "",
+        "code": "",
+        "field_errors": json.dumps(fields),
+        "attempts": "0",
+    }
+    payload = invoice.model_dump_json() if invoice is not None else ""
+    return [invoice_key(provider, account, number), number, payload, json.dumps(entry)]
 
 
 @dataclass

@@ -301,12 +301,36 @@ class ProviderLimiter:
                 slot is free within `max_wait_s` (`retry_after_s` is the wait).
         """
         self._raise_if_seen_paused()
+        if self._local is None:
+            await self._check_pause()
+            return
+        started_s = time.monotonic()
+        await self._local_slot()
+        while True:
+            left_s = max(0.0, self._max_wait_s - (time.monotonic() - started_s))
+            slot = await self._reserve(max_wait_s=left_s)  # refuses while paused
+            if slot.wait_s <= 0:
+                return
+            due_s = time.monotonic() + slot.wait_s
+            await asyncio.sleep(slot.wait_s)
+            # A request sent well after its slot would bunch up with the
+            # on-time ones behind it (a busy event loop, a process starting):
+            # the provider counts arrivals, so a late slot is given up.
+            if time.monotonic() - due_s > LATE_TOLERANCE_S:
+                continue
+            # A pause set while we slept (a 429, the failure budget spent by
+            # another request) must stop this one too: Stax blocks the IP
+            # after ten failures, whoever sent them.
+            await self._check_pause()
+            return
+
+    async def _check_pause(self) -> None:
         paused = _probe_reply(await self._probe_script(keys=[self._pause_key]))
         if paused is not None:
             self._raise_paused(paused)
-        if self._local is None:
-            return
-        started_s = time.monotonic()
+
+    async def _local_slot(self) -> None:
+        assert self._local is not None
         try:
             async with asyncio.timeout(self._max_wait_s):
                 await self._local.acquire()
@@ -315,16 +339,6 @@ class ProviderLimiter:
                 f"{self._who}: no local slot within {self._max_wait_s:g}s",
                 retry_after_s=self._max_wait_s,
             ) from None
-        while True:
-            left_s = max(0.0, self._max_wait_s - (time.monotonic() - started_s))
-            slot = await self._reserve(max_wait_s=left_s)
-            due_s = time.monotonic() + slot.wait_s
-            await asyncio.sleep(slot.wait_s)
-            # A request sent well after its slot would bunch up with the
-            # on-time ones behind it (a busy event loop, a process starting):
-            # the provider counts arrivals, so a late slot is given up.
-            if time.monotonic() - due_s <= LATE_TOLERANCE_S:
-                return
 
     async def _reserve(self, *, max_wait_s: float | None = None) -> _Slot:
         """Reserve the next shared slot; returns it (tests read `at_s`).

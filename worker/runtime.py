@@ -21,7 +21,7 @@ from jobs.models import Provider
 from jobs.ports import InvoiceProvider
 from jobs.providers import make_provider
 from jobs.providers.base import ProviderConfig
-from worker.keys import Keys
+from worker.keys import ARQ_IN_PROGRESS, Keys
 from worker.ledger import HeldEntry, Ledger
 from worker.limits import ProviderLimiter
 from worker.settings import ProviderSettings, Settings
@@ -31,6 +31,11 @@ log = logging.getLogger("invoicer.worker")
 REAP_INTERVAL_S = 1.0
 
 Step = Callable[[], Awaitable[None]]
+
+
+def in_progress_s(settings: Settings) -> float:
+    """How long arq's in-progress key lives without our heartbeat renewing it."""
+    return 2 * settings.lease_s
 
 
 def provider_config(settings: ProviderSettings) -> ProviderConfig:
@@ -102,8 +107,18 @@ class Runtime:
                 log.exception("background step %s failed", step.__name__)
 
     async def _heartbeat(self) -> None:
-        if self.holding:
-            await self.ledger.heartbeat(list(self.holding))
+        held = list(self.holding)
+        if not held:
+            return
+        await self.ledger.heartbeat(held)
+        # arq's own claim on each job is kept short (see `in_progress_s`) and
+        # renewed here while the job runs, so a SIGKILLed worker's jobs come
+        # back in seconds, including those it took but had not leased yet.
+        ttl_ms = int(in_progress_s(self.settings) * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry in held:
+                pipe.pexpire(ARQ_IN_PROGRESS + entry.job_id, ttl_ms)
+            await pipe.execute()
 
     async def _reap(self) -> None:
         for invoice_key in await self.ledger.reap_expired():

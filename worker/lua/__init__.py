@@ -74,9 +74,10 @@ class Scripts:
     dead_letter: AsyncScript
     reap: AsyncScript
     discard: AsyncScript
+    reject: AsyncScript
 
     @classmethod
     def register(cls, redis: aioredis.Redis) -> Scripts:
         """Register every script on `redis` (no round trip until first use)."""
-        names = ("enqueue", "claim", "held", "dead_letter", "reap", "discard")
+        names = ("enqueue", "claim", "held", "dead_letter", "reap", "discard", "reject")
         return cls(**{name: redis.register_script(source(name)) for name in names})
