@@ -28,6 +28,7 @@ from jobs.errors import ErrorInfo, FieldError
 from jobs.models import InvoiceReceipt, Provider
 from jobs.ports import Claim
 from worker.keys import Keys
+from worker.limits import PauseState, pause_from_read
 from worker.lua import JOB_FUNCTION, Scripts, script_env
 
 PERMANENT_REASONS = frozenset({"invalid", "rejected", "conflict", "permanent"})
@@ -171,14 +172,33 @@ class HeldEntry:
     failures: int
     first_at_ms: int
     _ledger: Ledger = field(repr=False)
+    pause_read: bool = False
+    """The claim read the provider's pause flag: `pause` is what it found."""
+    pause: PauseState | None = None
+    """The provider's pause as the claim saw it (`None`: not paused, or not read)."""
+    release_when_done: bool = False
+    """Set by the holder when nothing follows a create (no send): `mark_created`
+    then releases the record in the same script and `release` is a no-op."""
+    _premarked: bool = False
+    _released: bool = False
 
     async def mark_sending(self) -> None:
-        """`queued|in_doubt -> sending`: a create request is about to leave."""
+        """`queued|in_doubt -> sending`: a create request is about to leave.
+
+        A no-op (no round trip) the first time after a claim that already
+        marked the record `sending` (`Ledger.claim(..., early_sending=True)`).
+        """
+        if self._premarked:
+            self._premarked = False
+            return
         await self._ledger.change(self, "sending")
 
     async def mark_created(self, receipt: InvoiceReceipt) -> None:
         """`sending|in_doubt|queued -> created` (or `sent` if the receipt says so)."""
-        await self._ledger.change(self, "created", receipt.model_dump_json())
+        self._premarked = False
+        flag = self.release_when_done
+        reply = await self._ledger.change(self, "created", receipt.model_dump_json(), flag=flag)
+        self._released = len(reply) > 2 and text(reply[2]) == "released"
 
     async def mark_send_started(self) -> None:
         """On a created record: a send request is about to leave."""
@@ -223,8 +243,11 @@ class HeldEntry:
         """Give the record back (job finished or deferred).
 
         If the record still needs work and its arq job is gone (another run of
-        the same job finished it meanwhile), the job is written again.
+        the same job finished it meanwhile), the job is written again. A no-op
+        when `mark_created` already released it.
         """
+        if self._released:
+            return
         await self._ledger.change(self, "release")
 
 
@@ -260,18 +283,33 @@ class Ledger:
         items = await cast(Awaitable[list[bytes | str]], history)
         return [json.loads(item) for item in items]
 
-    async def claim(self, invoice_key: str, job_id: str) -> HeldEntry | None:
+    async def claim(
+        self,
+        invoice_key: str,
+        job_id: str,
+        *,
+        early_sending: bool = False,
+        pause_key: str | None = None,
+    ) -> HeldEntry | None:
         """Take the record for the run of job `job_id`, with a lease.
 
         Returns `None` when there is nothing to do: no record, a superseded
         job, a dead-lettered or finished invoice, or another worker holding a
         live lease. A `sending` record (its holder died) becomes `in_doubt`.
+
+        Args:
+            early_sending: mark a plain `queued` record (no lookup pending)
+                `sending` in the same script, unless the provider is paused;
+                the entry's first `mark_sending` is then free. Conservative:
+                a job that dies before its request leaves costs a lookup.
+            pause_key: also read this pause flag (`HeldEntry.pause`), saving
+                the limiter its own probe.
         """
         token = secrets.token_hex(8)
-        reply = await self.scripts.claim(
-            args=[self.env, "", invoice_key, job_id, token, self.lease_ms]
-        )
-        r = [text(v) for v in reply]
+        args: list[str | int] = [self.env, "", invoice_key, job_id, token, self.lease_ms]
+        if early_sending or pause_key:
+            args += ["1" if early_sending else "0", pause_key or ""]
+        r = [text(v) for v in await self.scripts.claim(args=args)]
         if r[0] != "held":
             return None
         state, receipt_json, send_started, lookup = State(r[1]), r[2], r[3] == "1", r[4] == "1"
@@ -293,6 +331,9 @@ class Ledger:
             failures=int(r[9]),
             first_at_ms=int(r[10]),
             _ledger=self,
+            pause_read=bool(pause_key),
+            pause=pause_from_read(int(r[12]), int(r[14]), r[13]) if pause_key else None,
+            _premarked=r[11] == "1",
         )
 
     async def heartbeat(self, held: Iterable[HeldEntry]) -> None:
@@ -317,11 +358,24 @@ class Ledger:
         return [text(v) for v in reply]
 
     async def change(
-        self, entry: HeldEntry, op: str, data: str = "", *, count_failure: bool = False
-    ) -> None:
-        """Run one held-entry transition (see `worker/lua/held.lua`)."""
-        reply = await self.scripts.held(args=self._held_args(entry, op, data, count_failure))
+        self,
+        entry: HeldEntry,
+        op: str,
+        data: str = "",
+        *,
+        count_failure: bool = False,
+        flag: bool | None = None,
+    ) -> Sequence[bytes | str]:
+        """Run one held-entry transition (see `worker/lua/held.lua`); its reply.
+
+        `flag` is the script's op-specific flag (default: `count_failure`).
+        """
+        flagged = count_failure if flag is None else flag
+        reply: Sequence[bytes | str] = await self.scripts.held(
+            args=self._held_args(entry, op, data, flagged)
+        )
         self._check(entry, op, reply)
+        return reply
 
     async def dead_letter(
         self, entry: HeldEntry, error: ErrorInfo, *, attempts: int, exhausted: bool | None

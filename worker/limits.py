@@ -34,6 +34,7 @@ from aiolimiter import AsyncLimiter
 
 from jobs.errors import ConfigurationError, InvoiceError, RateLimited
 from jobs.models import Provider
+from jobs.ports import Limiter
 from worker.keys import Keys
 from worker.settings import ProviderSettings
 
@@ -243,11 +244,15 @@ async def pause_state(
 
 
 def _probe_reply(reply: Sequence[int | bytes | str | None]) -> PauseState | None:
-    pttl, now_ms = int(reply[0] or 0), int(reply[1] or 0)
     raw = reply[2] if len(reply) > 2 else None
-    if pttl == -2 or raw is None or isinstance(raw, int):
+    return pause_from_read(int(reply[0] or 0), int(reply[1] or 0), raw)
+
+
+def pause_from_read(pttl_ms: int, now_ms: int, raw: int | bytes | str | None) -> PauseState | None:
+    """The pause that a read of the flag found (PTTL, Redis time, GET), or `None`."""
+    if pttl_ms == -2 or raw is None or isinstance(raw, int):
         return None
-    return _pause_from(raw, pttl, now_ms)
+    return _pause_from(raw, pttl_ms, now_ms)
 
 
 class ProviderLimiter:
@@ -289,8 +294,25 @@ class ProviderLimiter:
         self._seen_pause: tuple[float, str, float | None] | None = None
 
     @property
-    def _pause_key(self) -> str:
+    def pause_key(self) -> str:
+        """The Redis key of this account's pause flag."""
         return self._keys.pause(self._settings.provider, self._settings.account)
+
+    @property
+    def _pause_key(self) -> str:
+        return self.pause_key
+
+    @property
+    def probes_pause(self) -> bool:
+        """True when `acquire` reads the pause flag in a call of its own (no
+        rate limit); a caller that just read it can use `with_pause_read`."""
+        return self._local is None
+
+    def with_pause_read(self, pause: PauseState | None) -> Limiter:
+        """This limiter for one job whose pause flag was read a moment ago
+        (with its ledger claim): the first `acquire` decides on `pause`
+        instead of asking Redis again; later ones ask as usual."""
+        return _PauseRead(self, pause) if self.probes_pause else self
 
     async def acquire(self) -> None:
         """Wait for this account's next request slot (at most `max_wait_s`).
@@ -472,3 +494,26 @@ class ProviderLimiter:
             "paused": int(pttl != -2),
             "pause_remaining_s": pttl / 1000 if pttl >= 0 else None,
         }
+
+
+class _PauseRead:
+    """`jobs.ports.Limiter` for one job: `ProviderLimiter` with its first pause
+    probe already answered (see `ProviderLimiter.with_pause_read`)."""
+
+    def __init__(self, limiter: ProviderLimiter, pause: PauseState | None) -> None:
+        self._limiter = limiter
+        self._pause = pause
+        self._fresh = True
+
+    async def acquire(self) -> None:
+        """As `ProviderLimiter.acquire`, without a round trip the first time."""
+        if not self._fresh:
+            await self._limiter.acquire()
+            return
+        self._fresh = False
+        if self._pause is not None:
+            self._limiter._raise_paused(self._pause)
+
+    async def record(self, error: InvoiceError | None) -> None:
+        """As `ProviderLimiter.record`."""
+        await self._limiter.record(error)

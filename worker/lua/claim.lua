@@ -1,7 +1,12 @@
 -- A worker takes an invoice's job. ARGV: 3 invoice key, 4 job id, 5 lease
--- token, 6 lease length (ms). Returns {"none"|"busy", reason} or
--- {"held", state, receipt, send_started, lookup, <record fields...>}.
+-- token, 6 lease length (ms); optional 7 "1" to mark a plain queued record
+-- `sending` at once (the runner's fast path: one script instead of two, see
+-- worker.ledger.Ledger.claim), 8 the provider's pause key ("" or absent: not
+-- read). Returns {"none"|"busy", reason} or {"held", state, receipt,
+-- send_started, lookup, <record fields...>, premarked, pause_pttl,
+-- pause_value, now_ms}.
 local ik, jid, token, lease_ms = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local early_sending, pause_key = ARGV[7] == '1', ARGV[8] or ''
 local rec = ledger_key(ik)
 local r = redis.call('HMGET', rec, 'state', 'job_id', 'dlq', 'lease_token', 'lease_until_ms',
   'send', 'send_started', 'lookup', 'receipt', 'payload', 'provider', 'account', 'batch',
@@ -25,7 +30,20 @@ if state == 'sending' then
   move(rec, ik, batch, provider, 'sending', 'in_doubt', 'claimed after interruption', jid)
   state = 'in_doubt'
 end
+local pause_pttl, pause_value = -2, ''
+if pause_key ~= '' then
+  pause_pttl = redis.call('PTTL', pause_key)
+  if pause_pttl ~= -2 then pause_value = redis.call('GET', pause_key) or '' end
+end
+-- `sending` before the create is validated and paced is conservative: if
+-- the job dies now, the next claim only costs a lookup; a refusal before
+-- sending moves it back to queued (`retry`). Never for a paused provider.
+local premarked = '0'
+if early_sending and state == 'queued' and r[8] ~= '1' and pause_pttl == -2 then
+  move(rec, ik, batch, provider, 'queued', 'sending', 'sending', '')
+  premarked = '1'
+end
 redis.call('HSET', rec, 'lease_token', token, 'lease_until_ms', NOW + lease_ms)
 redis.call('ZADD', E.leases, NOW + lease_ms, ik)
 return {'held', state, r[9] or '', r[7] or '0', r[8] or '0', r[10], provider, r[12], batch,
-  r[14] or '0', r[15] or '0'}
+  r[14] or '0', r[15] or '0', premarked, pause_pttl, pause_value, string.format('%d', NOW)}

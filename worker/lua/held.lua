@@ -1,6 +1,8 @@
 -- Every change a lease holder makes, compare-and-set on its lease token.
 -- ARGV: 3 invoice key, 4 token, 5 op, 6 lease length (ms), 7 data (JSON or
--- ""), 8 flag ("1"/"0"). Returns {"ok", state} or {"lost"} or {"bad", state}.
+-- ""), 8 flag ("1"/"0": count a failure; for `created`: release too when
+-- nothing is left to do). Returns {"ok", state[, "released"]} or {"lost"} or
+-- {"bad", state}.
 local ik, token, op, lease_ms, data, flag = ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]),
   ARGV[7], ARGV[8]
 local rec = ledger_key(ik)
@@ -38,7 +40,15 @@ elseif op == 'created' then
   local receipt = cjson.decode(data)
   redis.call('HSET', rec, 'receipt', data)
   redis.call('HDEL', rec, 'lookup')
-  to(receipt.sent and 'sent' or 'created', 'created', receipt.provider_id)
+  local new = receipt.sent and 'sent' or 'created'
+  to(new, 'created', receipt.provider_id)
+  if flag == '1' and not needs_job(new, r[6], r[5]) then
+    -- Nothing follows (flag: the holder will not send): release in the same
+    -- step, saving the holder its separate `release` call.
+    redis.call('HDEL', rec, 'lease_token', 'lease_until_ms')
+    redis.call('ZREM', E.leases, ik)
+    return {'ok', new, 'released'}
+  end
   renew()
 elseif op == 'send_started' then
   if not is('created') then return {'bad', state} end
