@@ -3,15 +3,72 @@
 Each module of this package registers one group of commands on the shared
 Typer app. Exit codes everywhere: 0 all good, 1 some records failed, 2 a
 usage or configuration error (with a message naming what to fix).
+
+Command modules are imported lazily, only when their command is looked up:
+`invoicer enqueue` must not pay for importing the sandbox (FastAPI, uvicorn)
+that `invoicer demo` needs. This module must therefore never import a command
+module at import time; the list below names which module owns each command.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import typer
 
-from worker.cli import demo, direct, dlq, operate, queue, status
-from worker.cli import sandbox as sandbox_cmd
+# typer vendors its own click: the group's types are typer's, not the click package's.
+from typer._click import Command, Context
+from typer.core import MarkupMode, TyperGroup
+
 from worker.observability import setup_logging
+
+_COMMAND_MODULES: dict[str, str] = {
+    "send": "direct",
+    "enqueue": "queue",
+    "worker": "queue",
+    "status": "status",
+    "report": "status",
+    "pause": "operate",
+    "resume": "operate",
+    "sandbox": "sandbox",
+    "demo": "demo",
+    "dlq": "dlq",
+    "redis": "operate",
+}
+"""Command name -> the `worker.cli` module whose `register(app)` adds it, in help order."""
+
+
+class _LazyGroup(TyperGroup):
+    """A Typer group that imports a command's module only when that command is needed."""
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return list(_COMMAND_MODULES)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        module_name = _COMMAND_MODULES.get(cmd_name)
+        if module_name is None:
+            return None
+        return _commands_of(module_name, self.rich_markup_mode).get(cmd_name)
+
+
+_loaded: dict[str, dict[str, Command]] = {}
+
+
+def _commands_of(module_name: str, rich_markup_mode: MarkupMode) -> dict[str, Command]:
+    """The click commands one module registers, built once per process."""
+    if module_name not in _loaded:
+        module = importlib.import_module(f"worker.cli.{module_name}")
+        holder = typer.Typer(rich_markup_mode=rich_markup_mode, pretty_exceptions_enable=False)
+        module.register(holder)
+        holder.callback()(_no_options)  # always a group, even for a single command
+        group = typer.main.get_group(holder)
+        _loaded[module_name] = dict(group.commands)
+    return _loaded[module_name]
+
+
+def _no_options() -> None:
+    """Placeholder callback: the holder app is never run itself."""
+
 
 app = typer.Typer(
     name="invoicer",
@@ -19,10 +76,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_LazyGroup,
 )
 
-for module in (direct, queue, status, dlq, operate, sandbox_cmd, demo):
-    module.register(app)
+
+@app.callback()
+def _root() -> None:
+    # A callback makes Typer build a group (whose commands _LazyGroup supplies)
+    # even though no command is registered on `app` itself.
+    pass
 
 
 def main() -> None:

@@ -1,4 +1,9 @@
-"""`invoicer enqueue` and `invoicer worker`: the two ends of the queue."""
+"""`invoicer enqueue` and `invoicer worker`: the two ends of the queue.
+
+Each command imports what only it needs inside its function: `enqueue` must
+not pay for arq and the worker runtime, which `invoicer enqueue` of a large
+file would otherwise load for nothing.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,6 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from jobs.models import Provider
 from jobs.sources import SourceError, read_invoices
 from worker import api
-from worker.app import run_workers
 from worker.cli import common
 from worker.enqueue import EnqueueReport
 from worker.settings import Settings
@@ -121,4 +125,6 @@ def worker(
     if concurrency is not None:
         s = s.model_copy(update={"concurrency": concurrency})
     s = common.with_redis_url(s)
+    from worker.app import run_workers  # only this command needs arq
+
     common.run(run_workers(s, chosen, burst=burst))
