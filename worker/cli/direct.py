@@ -9,7 +9,6 @@ it, it cannot promise exactly-once over re-runs: the queue can.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -20,8 +19,9 @@ from aiolimiter import AsyncLimiter
 from jobs.create_invoice import create_invoice
 from jobs.errors import InvoiceError, RateLimited
 from jobs.models import InvoiceReceipt, Provider
-from jobs.ports import Claim, InvoiceProvider
+from jobs.ports import Claim, InvoiceProvider, PreparedRequest
 from jobs.providers import make_provider
+from jobs.providers.base import dumps
 from jobs.sources import Record, RecordError, SourceError, read_invoices
 from worker.cli import common
 from worker.runtime import provider_config
@@ -75,8 +75,7 @@ async def _one(
     try:
         client.validate(item.invoice)
         if dry_run:
-            request = client.prepare_create(item.invoice)
-            common.out.print_json(json.dumps(request.__dict__, default=str))
+            _print_request(client.prepare_create(item.invoice))
             return True
         receipt = await create_invoice(
             item.invoice, Claim(), provider=client, ledger=_NoLedger(), limiter=limiter
@@ -86,6 +85,19 @@ async def _one(
         return False
     common.out.print(_created_line(item.line, number, receipt), highlight=False)
     return True
+
+
+def _print_request(request: PreparedRequest) -> None:
+    # One compact JSON object per record, written by the same encoder as the
+    # wire body: money stays an exact JSON number (`24.90`, never "24.90" or
+    # 24.9), and rich never wraps or re-renders it.
+    fields = {
+        "method": request.method,
+        "url": request.url,
+        "headers": request.headers,
+        "json": request.json,
+    }
+    common.out.print(dumps(fields), markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 def _created_line(line: int, number: str, receipt: InvoiceReceipt) -> str:
