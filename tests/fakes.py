@@ -1,0 +1,302 @@
+"""In-memory fakes of the ports in `jobs/ports.py`, for tests without HTTP.
+
+`FakeProvider` plays the provider's *server* as well as its client: it keeps
+the invoices it holds, so a test can tell "the client got an error" apart
+from "the request took effect" (`Landed`), which is the whole difficulty of
+exactly-once. `FakeLedger` follows the real ledger's state machine closely
+enough to hand out the `Claim` the real one would give next, and
+`ImmediateLimiter` never waits. All three can write to one shared `Journal`,
+so a test can assert the order of calls across them. No Redis, no network.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from jobs.errors import (
+    InvoiceConflict,
+    InvoiceError,
+    InvoiceInvalid,
+    OutcomeUnknown,
+    RateLimited,
+)
+from jobs.models import Invoice, InvoiceReceipt, Provider
+from jobs.ports import Claim, PreparedRequest
+
+CallKind = Literal["create", "find", "send"]
+
+
+class Journal(list[str]):
+    """Every call the fakes saw, in order, as short words (`provider.create`)."""
+
+
+@dataclass(frozen=True)
+class Ok:
+    """Scripted outcome: behave as a healthy provider would."""
+
+
+OK = Ok()
+
+
+@dataclass(frozen=True)
+class Landed:
+    """Scripted outcome: the request took effect, but the client got `error`.
+
+    This is what a read timeout after the provider committed looks like.
+    """
+
+    error: InvoiceError = field(default_factory=lambda: OutcomeUnknown("read timeout"))
+
+
+Outcome = Ok | Landed | InvoiceError
+"""One provider call's scripted fate: normal, landed-but-failed, or failed (not landed)."""
+
+
+class FakeProvider:
+    """An `InvoiceProvider` whose server state lives in memory.
+
+    Each call takes the next scripted outcome of its kind (`script`), else of
+    any kind (`script_any`), else behaves normally. Created invoices are kept
+    per number (duplicates included, unless `refuse_duplicates`), so a test
+    can count how many a provider really holds.
+
+    Args:
+        provider: which provider this fake stands for.
+        refuse_duplicates: answer a create for a held number with
+            `InvoiceConflict` (Maast can be set to), instead of creating another.
+    """
+
+    def __init__(
+        self, provider: Provider = Provider.MAAST, *, refuse_duplicates: bool = False
+    ) -> None:
+        self.provider = provider
+        self.refuse_duplicates = refuse_duplicates
+        self.journal = Journal()
+        self.calls: list[tuple[str, str]] = []
+        """(kind, invoice number) of every call, `validate` included."""
+        self.held: dict[str, list[InvoiceReceipt]] = {}
+        """What the provider's server holds, per invoice number."""
+        self.sends: dict[str, int] = {}
+        """How many send requests took effect, per invoice number."""
+        self.invalid: InvoiceInvalid | None = None
+        """Raised by `validate` when set."""
+        self._scripts: dict[str, deque[Outcome]] = {}
+        self._next_id = 0
+
+    # -- scripting and inspection -------------------------------------------------
+
+    def script(self, kind: CallKind, *outcomes: Outcome) -> FakeProvider:
+        """Queue the outcomes of the next calls of `kind` (returns self)."""
+        self._scripts.setdefault(kind, deque()).extend(outcomes)
+        return self
+
+    def script_any(self, outcomes: Iterable[Outcome]) -> FakeProvider:
+        """Queue outcomes for the next calls of any kind, after kind-specific ones."""
+        self._scripts.setdefault("*", deque()).extend(outcomes)
+        return self
+
+    def hold(self, receipt: InvoiceReceipt) -> None:
+        """Put an invoice on the provider's side, as if created earlier."""
+        self.held.setdefault(receipt.invoice_number, []).append(receipt)
+
+    def count(self, number: str) -> int:
+        """How many invoices the provider holds under `number`."""
+        return len(self.held.get(number, []))
+
+    def calls_of(self, kind: str) -> int:
+        """How many calls of `kind` were made."""
+        return sum(1 for k, _ in self.calls if k == kind)
+
+    # -- the InvoiceProvider protocol ----------------------------------------------
+
+    def validate(self, invoice: Invoice) -> None:
+        """Raise `invalid` when set; record the call."""
+        self._log("validate", invoice.number)
+        if self.invalid is not None:
+            raise self.invalid
+
+    def prepare_create(self, invoice: Invoice) -> PreparedRequest:
+        """A fake request (the key redacted, as real providers do)."""
+        return PreparedRequest("POST", "https://provider.test/invoice", {"Authorization": "***"})
+
+    async def create(self, invoice: Invoice) -> InvoiceReceipt:
+        """Create (or fail as scripted); duplicates are created unless refused."""
+        outcome = self._next("create", invoice.number)
+        if isinstance(outcome, InvoiceError):
+            raise outcome
+        if self.refuse_duplicates and self.count(invoice.number):
+            raise InvoiceConflict(f"invoice {invoice.number} already exists", status=409)
+        receipt = self._new_receipt(invoice)
+        self.hold(receipt)
+        if isinstance(outcome, Landed):
+            raise outcome.error
+        return receipt
+
+    async def find(self, invoice: Invoice) -> InvoiceReceipt | None:
+        """The latest invoice held under the number, or `None` (or fail as scripted)."""
+        outcome = self._next("find", invoice.number)
+        if isinstance(outcome, Landed):
+            raise outcome.error  # a lookup changes nothing: landing is moot
+        if isinstance(outcome, InvoiceError):
+            raise outcome
+        held = self.held.get(invoice.number)
+        return held[-1] if held else None
+
+    async def send(self, receipt: InvoiceReceipt, invoice: Invoice) -> InvoiceReceipt:
+        """Mark the held invoice sent (or fail as scripted)."""
+        outcome = self._next("send", invoice.number)
+        if isinstance(outcome, InvoiceError):
+            raise outcome
+        sent = receipt.model_copy(update={"sent": True, "status": "SENT"})
+        held = self.held.get(invoice.number, [])
+        self.held[invoice.number] = [sent if r.provider_id == sent.provider_id else r for r in held]
+        self.sends[invoice.number] = self.sends.get(invoice.number, 0) + 1
+        if isinstance(outcome, Landed):
+            raise outcome.error
+        return sent
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+    # -- internals ---------------------------------------------------------------
+
+    def _log(self, kind: str, number: str) -> None:
+        self.calls.append((kind, number))
+        self.journal.append(f"provider.{kind}")
+
+    def _next(self, kind: CallKind, number: str) -> Outcome:
+        self._log(kind, number)
+        for queue in (self._scripts.get(kind), self._scripts.get("*")):
+            if queue:
+                return queue.popleft()
+        return OK
+
+    def _new_receipt(self, invoice: Invoice) -> InvoiceReceipt:
+        self._next_id += 1
+        return InvoiceReceipt(
+            provider=self.provider,
+            provider_id=f"{self.provider.value}-{self._next_id}",
+            invoice_number=invoice.number,
+            status="SAVED",
+            total=invoice.totals().total,
+        )
+
+
+LedgerState = Literal["queued", "sending", "created", "sent", "in_doubt"]
+
+
+class FakeLedger:
+    """A `LedgerEntry` in memory, with the real ledger's transitions.
+
+    A transition the real ledger refuses raises `AssertionError` (a bug in the
+    caller). `after_failure` and `claim` play the runner's and the next
+    claim's part, so a test can replay the retry loop without Redis.
+    """
+
+    def __init__(self, journal: Journal | None = None) -> None:
+        self.journal = journal if journal is not None else Journal()
+        self.state: LedgerState = "queued"
+        self.receipt: InvoiceReceipt | None = None
+        self.send_started = False
+        self.transitions: list[str] = []
+        """Method names, in call order (`mark_sending`, `mark_created`, ...)."""
+
+    def preset(
+        self,
+        state: LedgerState,
+        receipt: InvoiceReceipt | None = None,
+        *,
+        send_started: bool = False,
+    ) -> Claim:
+        """Put the record where an earlier job left it; returns the next claim."""
+        self.state, self.receipt, self.send_started = state, receipt, send_started
+        return self.claim()
+
+    async def mark_sending(self) -> None:
+        """`queued|in_doubt -> sending`."""
+        self._move("mark_sending", ("queued", "in_doubt"), "sending")
+
+    async def mark_created(self, receipt: InvoiceReceipt) -> None:
+        """`sending|in_doubt|queued -> created` (or `sent`)."""
+        self._move("mark_created", ("sending", "in_doubt", "queued"), _created(receipt))
+        self.receipt = receipt
+
+    async def mark_send_started(self) -> None:
+        """On a created record: a send is about to leave."""
+        self._move("mark_send_started", ("created",), "created")
+        self.send_started = True
+
+    async def mark_sent(self, receipt: InvoiceReceipt) -> None:
+        """`created|sent -> sent`."""
+        self._move("mark_sent", ("created", "sent"), "sent")
+        self.receipt = receipt
+
+    def after_failure(self, error: InvoiceError) -> None:
+        """What the runner makes of a failed job: `OutcomeUnknown` leaves a
+        `sending` record in doubt, anything else sends it back to the queue."""
+        if self.state == "sending":
+            self.state = "in_doubt" if isinstance(error, OutcomeUnknown) else "queued"
+
+    def claim(self) -> Claim:
+        """The `Claim` the real ledger would give the next job run."""
+        if self.state == "sending":  # the holder died after its request left
+            self.state = "in_doubt"
+        return Claim(
+            receipt=self.receipt if self.state in ("created", "sent") else None,
+            create_maybe_landed=self.state == "in_doubt",
+            send_maybe_landed=self.state == "created" and self.send_started,
+        )
+
+    def _move(self, name: str, allowed: tuple[LedgerState, ...], new: LedgerState) -> None:
+        assert self.state in allowed, f"{name} from {self.state}"
+        self.transitions.append(name)
+        self.journal.append(f"ledger.{name}")
+        self.state = new
+
+
+def _created(receipt: InvoiceReceipt) -> LedgerState:
+    return "sent" if receipt.sent else "created"
+
+
+class ImmediateLimiter:
+    """A `Limiter` that never waits; records every `acquire` and `record`.
+
+    Args:
+        refuse: errors (`RateLimited`) raised by the next `acquire` calls, in order.
+    """
+
+    def __init__(self, journal: Journal | None = None, *, refuse: Iterable[RateLimited] = ()):
+        self.journal = journal if journal is not None else Journal()
+        self.acquired = 0
+        self.recorded: list[InvoiceError | None] = []
+        self._refuse = deque(refuse)
+
+    async def acquire(self) -> None:
+        """Grant at once, unless a refusal is queued."""
+        self.journal.append("limiter.acquire")
+        if self._refuse:
+            raise self._refuse.popleft()
+        self.acquired += 1
+
+    async def record(self, error: InvoiceError | None) -> None:
+        """Keep `error` (None for a success)."""
+        self.journal.append("limiter.record")
+        self.recorded.append(error)
+
+
+@dataclass
+class Fakes:
+    """A provider, ledger entry and limiter sharing one journal."""
+
+    provider: FakeProvider = field(default_factory=FakeProvider)
+    journal: Journal = field(init=False)
+    ledger: FakeLedger = field(init=False)
+    limiter: ImmediateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.journal = self.provider.journal
+        self.ledger = FakeLedger(self.journal)
+        self.limiter = ImmediateLimiter(self.journal)
