@@ -1,0 +1,94 @@
+"""`invoicer worker`: refuses to start without the keys it needs (exit 2, naming
+them), and with `--burst` drains the queues and exits 0 (a real process
+against real Redis and the sandbox)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+from typer.testing import CliRunner, Result
+
+from jobs.models import Provider
+from jobs.providers.sandbox.client import SandboxClient
+from jobs.providers.sandbox.config import SandboxConfig
+from jobs.providers.sandbox.server import running_sandbox
+from tests.worker.test_end_to_end import enqueue, invoice, start_worker, wait_all, worker_env
+from worker.cli import app
+from worker.keys import Keys, invoice_key
+from worker.ledger import Ledger, State
+
+KEYS = Keys()
+
+
+@pytest.fixture(scope="module")
+def sandbox_url() -> Iterator[str]:
+    with running_sandbox(SandboxConfig()) as url:
+        yield url
+
+
+@pytest.fixture
+async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxClient]:
+    async with SandboxClient(sandbox_url) as client:
+        await client.reset()
+        yield client
+
+
+async def invoke(env: dict[str, str | None], *args: str) -> Result:
+    def run() -> Result:
+        return CliRunner().invoke(app, list(args), env=env)
+
+    return await asyncio.to_thread(run)
+
+
+def no_keys_env(redis_url: str, **extra: str) -> dict[str, str | None]:
+    """The outer environment's provider and invoicer variables unset."""
+    env: dict[str, str | None] = {
+        k: None for k in os.environ if k.startswith(("MAAST_", "STAX_", "INVOICER_"))
+    }
+    env.update(INVOICER_REDIS_URL=redis_url, COLUMNS="250", **extra)
+    return env
+
+
+async def test_no_provider_key_exits_2_naming_the_variables(redis_url: str) -> None:
+    result = await invoke(no_keys_env(redis_url), "worker", "--burst")
+
+    assert result.exit_code == 2
+    assert "MAAST_API_KEY" in result.stderr and "STAX_API_KEY" in result.stderr
+
+
+async def test_stax_without_its_key_exits_2_naming_it(redis_url: str) -> None:
+    env = no_keys_env(redis_url, MAAST_API_KEY="some-maast-key")
+    result = await invoke(env, "worker", "--providers", "stax", "--burst")
+
+    assert result.exit_code == 2
+    assert "STAX_API_KEY" in result.stderr and "MAAST_API_KEY" not in result.stderr
+
+
+@pytest.mark.slow
+async def test_burst_drains_every_queue_with_a_key_and_exits_0(
+    redis_url: str, redis_client: aioredis.Redis, sandbox: SandboxClient, sandbox_url: str
+) -> None:
+    env = worker_env(redis_url, sandbox_url)
+    maast = [invoice(f"WB-M-{i:03d}") for i in range(20)]
+    stax = [invoice(f"WB-S-{i:03d}") for i in range(5)]
+    await enqueue(env, list(maast), Provider.MAAST)
+    await enqueue(env, list(stax), Provider.STAX)
+
+    # No --providers: every provider with a key (both here).
+    worker = start_worker(env, "--burst")
+    await asyncio.to_thread(wait_all, [worker], 60)  # asserts exit code 0
+
+    assert await sandbox.created_counts("maast") == {i.number: 1 for i in maast}
+    assert await sandbox.created_counts("stax") == {i.number: 1 for i in stax}
+    ledger = Ledger(redis_client, KEYS)
+    keys = [invoice_key(Provider.MAAST, "default", i.number) for i in maast]
+    keys += [invoice_key(Provider.STAX, "default", i.number) for i in stax]
+    records = await ledger.get_many(keys)
+    assert {r.state for r in records if r is not None} == {State.CREATED}
+    assert all(r is not None for r in records)
+    for provider in Provider:
+        assert await redis_client.zcard(KEYS.queue(provider)) == 0
