@@ -111,11 +111,27 @@ def load_settings(
     try:
         return _build(env)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigurationError(f"invalid setting {where}: {first['msg']}") from None
+        raise ConfigurationError(_invalid(exc)) from None
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
+
+
+_PER_PROVIDER = frozenset(
+    {"api_key", "base_url", "account", "rate_per_minute", "failed_per_minute"}
+)
+
+
+def _invalid(exc: ValidationError, provider: Provider | None = None) -> str:
+    """The first problem, naming the environment variable the operator must fix."""
+    first = exc.errors()[0]
+    name = str(first["loc"][-1]) if first["loc"] else "settings"
+    if provider is not None and name in _PER_PROVIDER:
+        variable = f"{provider.upper()}_{name.upper()}"
+    elif name == "sentry_dsn":
+        variable = "SENTRY_DSN"
+    else:
+        variable = f"INVOICER_{name.upper()}"
+    return f"invalid setting {variable}: {first['msg']}"
 
 
 def _build(env: Mapping[str, str]) -> Settings:
@@ -141,7 +157,11 @@ def _build(env: Mapping[str, str]) -> Settings:
                 read_timeout_s=get("INVOICER_READ_TIMEOUT_S"),
             ),
         }
-        return ProviderSettings.model_validate(fields)
+        try:
+            return ProviderSettings.model_validate(fields)
+        except ValidationError as exc:
+            # Its errors name only the field: say which provider's variable.
+            raise ConfigurationError(_invalid(exc, p)) from None
 
     retry = RetrySettings.model_validate(
         given(
