@@ -17,7 +17,8 @@ from typing import Any
 from pydantic import SecretStr
 
 _PATTERNS = (
-    re.compile(r"(?i)(authorization:?\s*[\"']?(?:basic|bearer)\s+)[A-Za-z0-9+/=._~-]+"),
+    # `Authorization: Basic x`, and as a dict or JSON: `'Authorization': 'Bearer x'`.
+    re.compile(r"(?i)(authorization[\"']?\s*[:=]?\s*[\"']?(?:basic|bearer)\s+)[A-Za-z0-9+/=._~-]+"),
     re.compile(r"(?i)((?:api[_-]?key|token|password|secret)[\"']?\s*[=:]\s*[\"']?)[^\s\"',;]+"),
     re.compile(r"(rediss?://[^:/@\s]*:)[^@\s]+(@)"),
 )
