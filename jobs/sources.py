@@ -22,8 +22,9 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
-from typing import BinaryIO, Literal, cast
+from typing import BinaryIO, Literal, NamedTuple, cast
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -138,8 +139,8 @@ def _format_of(path: Path) -> Format:
 # --- physical lines: bounded reads, decoding, per-line problems -------------------------------
 
 
-@dataclass(frozen=True)
-class _Line:
+class _Line(NamedTuple):
+    # A tuple, not a frozen dataclass: one is built per physical line.
     number: int
     text: str
     """Decoded line, line ending kept; bad bytes replaced by U+FFFD."""
@@ -204,6 +205,14 @@ _FORMULA_START = ("=", "+", "-", "@")
 _NUMBERISH = re.compile(r"[+-][\d\s().,/-]*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A row's cells, each preceded by _CELL_SEP: this finds every cell that could
+# start with a formula character once stripped, so together with an ASCII
+# check (no lone surrogate) a row it misses needs no per-cell check. A false
+# alarm (a cell holding the separator, a signed number) only costs the exact
+# per-cell check. `\s` is str.isspace, the whitespace str.strip removes. It
+# starts with a literal so the regex engine can skip ahead (one pass, ~1 us).
+_CELL_SEP = "\x1f"
+_FORMULA_IN_ROW = re.compile("\x1f\\s*[=+@-]")
 
 
 def _text_problem(value: str) -> str | None:
@@ -407,7 +416,8 @@ class _Row:
     problems: list[str]
 
     def blank(self) -> bool:
-        return not self.problems and not any(cell.strip() for cell in self.cells)
+        # Some cell holds a non-space character exactly when the joined row does.
+        return not self.problems and not "".join(self.cells).strip()
 
 
 def _csv_rows(lines: Iterator[_Line]) -> Iterator[_Row]:
@@ -437,10 +447,53 @@ def _read_header(rows: Iterator[_Row]) -> list[str]:
 
 def _read_csv(lines: Iterator[_Line]) -> Iterator[Item]:
     rows = _csv_rows(lines)
-    assembler = _Assembler(_read_header(rows))
+    assembler = _Assembler(_Layout.of(_read_header(rows)))
     for row in rows:
         yield from assembler.add(row)
     yield from assembler.finish()
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a header implies for every row, worked out once per file rather than per row."""
+
+    header: list[str]
+    """Normalized column names by position ('' for an unnamed column)."""
+    all_named: bool
+    invoice_columns: tuple[str, ...]
+    """The invoice-level columns the header has, in `_INVOICE_COLUMNS` order."""
+    invoice_cells: Callable[[list[str]], tuple[str, ...]]
+    """The raw invoice-level cells of a full-width row (as a tuple, to compare rows at once)."""
+    invoice_paths: tuple[tuple[str, tuple[str, ...], str], ...]
+    """(column, parent keys, key) of the `_INVOICE_PATHS` the header has, in that order."""
+    bool_paths: tuple[tuple[str, tuple[str, ...]], ...]
+    line_columns: tuple[tuple[str, str, bool], ...]
+    """(column, line item key, is a number) of the `_LINE_PATHS` the header has."""
+
+    @classmethod
+    def of(cls, header: list[str]) -> _Layout:
+        """The layout of a checked header."""
+        present = set(header)
+        positions = [header.index(column) for column in _INVOICE_COLUMNS if column in present]
+        # itemgetter of one position returns a bare value: a leading -1 (the
+        # last cell, compared like any other) keeps the result a tuple.
+        return cls(
+            header=header,
+            all_named=all(header),
+            invoice_columns=tuple(c for c in _INVOICE_COLUMNS if c in present),
+            invoice_cells=itemgetter(-1, *positions),
+            invoice_paths=tuple(
+                (column, path[:-1], path[-1])
+                for column, path in _INVOICE_PATHS.items()
+                if column in present
+            ),
+            bool_paths=tuple((c, path) for c, path in _BOOL_PATHS.items() if c in present),
+            line_columns=tuple(
+                (column, key, column in _NUMBER_COLUMNS)
+                for column, (key,) in _LINE_PATHS.items()
+                if column in present
+            ),
+        )
 
 
 @dataclass
@@ -462,9 +515,9 @@ class _Group:
 class _Assembler:
     """Groups consecutive rows by invoice number and turns each group into one result."""
 
-    def __init__(self, header: list[str]) -> None:
-        self._header = header
-        self._position = {name: i for i, name in enumerate(header) if name}
+    def __init__(self, layout: _Layout) -> None:
+        self._layout = layout
+        self._position = {name: i for i, name in enumerate(layout.header) if name}
         self._pending: _Group | None = None
         self._ended: dict[str, int] = {}
         self._orphan_line: int | None = None
@@ -527,7 +580,7 @@ class _Assembler:
 
     def _finish(self, group: _Group) -> Iterator[Item]:
         self._ended[group.number] = group.rows[-1].line
-        result = _GroupReader(self._header, group).read()
+        result = _GroupReader(self._layout, group).read()
         if isinstance(result, Record):
             yield result
         else:
@@ -537,8 +590,9 @@ class _Assembler:
 class _GroupReader:
     """Turns one invoice's rows into an `Invoice` or all its problems."""
 
-    def __init__(self, header: list[str], group: _Group) -> None:
-        self._header = header
+    def __init__(self, layout: _Layout, group: _Group) -> None:
+        self._layout = layout
+        self._header = layout.header
         self._group = group
         self._label = _label(group.number)
         self._rows = group.rows
@@ -569,11 +623,15 @@ class _GroupReader:
         self._errors.append(RecordError(line, message, column, self._label))
 
     def _row_values(self, row: _Row) -> dict[str, str]:
+        if self._layout.all_named:  # the usual header: one C-level pass
+            return dict(zip(self._header, map(str.strip, row.cells), strict=False))
         return {
             name: cell.strip() for name, cell in zip(self._header, row.cells, strict=False) if name
         }
 
     def _check_row(self, row: _Row) -> None:
+        if not row.problems and self._plain(row.cells):
+            return  # the usual row: nothing below could find anything
         for line_problem in row.problems:
             self._error(row.line, None, line_problem)
         if row.problems:
@@ -588,12 +646,27 @@ class _GroupReader:
             elif name and cell and (problem := _text_problem(cell)):
                 self._error(row.line, name, problem)
 
+    def _plain(self, cells: list[str]) -> bool:
+        """True when `_check_row` surely finds nothing in these cells (one pass over the row)."""
+        if len(cells) != len(self._header) or not self._layout.all_named:
+            return False
+        joined = _CELL_SEP + _CELL_SEP.join(cells)
+        return joined.isascii() and not _FORMULA_IN_ROW.search(joined)
+
     def _check_agreement(self) -> None:
         # Continuation rows may leave invoice-level cells empty; a value given
         # must equal the first row's, or we would not know which one is meant.
         first_row, first = self._rows[0], self._values[0]
+        width, same_as_first = len(self._header), self._layout.invoice_cells
+        full = len(first_row.cells) >= width
         for row, values in zip(self._rows[1:], self._values[1:], strict=True):
-            for column in _INVOICE_COLUMNS:
+            if (
+                full
+                and len(row.cells) >= width
+                and same_as_first(row.cells) == same_as_first(first_row.cells)
+            ):
+                continue  # the usual continuation row repeats the invoice columns exactly
+            for column in self._layout.invoice_columns:
                 value, expected = values.get(column, ""), first.get(column, "")
                 if value and value != expected:
                     message = (
@@ -605,10 +678,13 @@ class _GroupReader:
     def _invoice_data(self) -> dict[str, object]:
         first, line = self._values[0], self._rows[0].line
         data: dict[str, object] = {"customer": {}}
-        for column, path in _INVOICE_PATHS.items():
+        for column, parents, key in self._layout.invoice_paths:
             if value := first.get(column):
-                _put(data, path, value)
-        for column, path in _BOOL_PATHS.items():
+                node = data
+                for parent in parents:  # inline `_put`: this runs for nearly every cell
+                    node = cast(dict[str, object], node.setdefault(parent, {}))
+                node[key] = value
+        for column, path in self._layout.bool_paths:
             if value := first.get(column):
                 self._put_bool(data, path, column, value, line)
         self._put_tax(data, first, line)
@@ -623,9 +699,9 @@ class _GroupReader:
 
     def _line_data(self, row: _Row, values: dict[str, str]) -> dict[str, object]:
         item: dict[str, object] = {}
-        for column, (key,) in _LINE_PATHS.items():
-            value = values.get(column, "")
-            if value and self._number_ok(row.line, column, value):
+        for column, key, number in self._layout.line_columns:
+            value = values.get(column)
+            if value and (not number or self._number_ok(row.line, column, value)):
                 item[key] = value
         return item
 
