@@ -90,7 +90,12 @@ def basic_token(api_key: str) -> str:
 
 def error_for(response: httpx.Response, operation: Operation) -> InvoiceError | None:
     """The error a Maast answer means, or `None` when it is a success (2xx, code 0)."""
-    payload = body_of(response)
+    return _error_for(response, body_of(response), operation)
+
+
+def _error_for(
+    response: httpx.Response, payload: object, operation: Operation
+) -> InvoiceError | None:
     envelope = payload if isinstance(payload, Mapping) else {}
     raw_code = envelope.get("code")
     code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None
@@ -229,10 +234,10 @@ class MaastProvider(HttpProvider):
         params: Mapping[str, str | int | list[str]] | None = None,
     ) -> JsonBody:
         response = await self._request(method, path, body=body, params=params)
-        error = error_for(response, operation)
+        payload = body_of(response)  # parsed once, for the error check and the caller
+        error = _error_for(response, payload, operation)
         if error is not None:
             raise error
-        payload = body_of(response)
         return payload if isinstance(payload, Mapping) else {}
 
 
