@@ -63,6 +63,8 @@ def runner_settings() -> Settings:
             "INVOICER_BACKOFF_BASE_S": str(BACKOFF_BASE_S),
             "INVOICER_BACKOFF_CAP_S": "10",
             "MAAST_API_KEY": "test-key",
+            "STAX_API_KEY": "test-key",
+            "STAX_RATE_PER_MINUTE": "60000",  # a real limiter, but no waiting in tests
         },
         env_file=None,
     )
@@ -86,10 +88,10 @@ class Rig:
             self.runtime.redis,
             self.runtime.keys,
             [Record(line=2, invoice=invoice)],
-            provider=Provider.MAAST,
+            provider=self.provider.provider,
         )
         assert report.accepted == 1, report
-        return invoice_key(Provider.MAAST, "default", invoice.number)
+        return invoice_key(self.provider.provider, "default", invoice.number)
 
     async def record(self, key: str = KEY) -> LedgerRecord:
         record = await self.ledger.get(key)
@@ -118,24 +120,32 @@ class Rig:
         return entry
 
     async def paused(self) -> PauseState | None:
-        return await pause_state(self.runtime.redis, self.runtime.keys, Provider.MAAST, "default")
+        r = self.runtime
+        return await pause_state(r.redis, r.keys, self.provider.provider, "default")
+
+
+def build_rig(redis: aioredis.Redis, name: Provider) -> Rig:
+    """A `Runtime` built by hand: real ledger and limiter, fake provider, no loops."""
+    settings = runner_settings()
+    keys = Keys(settings.redis_prefix)
+    provider = FakeProvider(name)
+    runtime = Runtime(
+        settings=settings,
+        redis=redis,
+        keys=keys,
+        ledger=Ledger(redis, keys, lease_s=settings.lease_s),
+        providers={name: provider},
+        limiters={name: ProviderLimiter(redis, keys, settings.provider(name))},
+    )
+    return Rig(runtime=runtime, provider=provider)
 
 
 @pytest.fixture
 async def rig(redis_client: aioredis.Redis) -> AsyncIterator[Rig]:
-    settings = runner_settings()
-    keys = Keys(settings.redis_prefix)
-    provider = FakeProvider(Provider.MAAST)
-    runtime = Runtime(
-        settings=settings,
-        redis=redis_client,
-        keys=keys,
-        ledger=Ledger(redis_client, keys, lease_s=settings.lease_s),
-        providers={Provider.MAAST: provider},
-        limiters={Provider.MAAST: ProviderLimiter(redis_client, keys, settings.maast)},
-    )
-    yield Rig(runtime=runtime, provider=provider)
-    assert not runtime.holding, "a job kept holding its entry after it ended"
+    """Maast: no rate limit, so the claim also reads the pause flag."""
+    rig = build_rig(redis_client, Provider.MAAST)
+    yield rig
+    assert not rig.runtime.holding, "a job kept holding its entry after it ended"
 
 
 # -- the outcome table ---------------------------------------------------------------
@@ -299,6 +309,26 @@ async def test_configuration_error_pauses_until_resumed_and_keeps_the_record(rig
     assert rig.provider.calls_of("create") == 1
     record = await rig.record()
     assert (record.state, record.failures, record.dead_lettered) == (State.QUEUED, 0, False)
+
+
+async def test_a_rate_limited_provider_is_paced_and_paused_alike(
+    redis_client: aioredis.Redis,
+) -> None:
+    # Given Stax, whose limiter has a rate (its own pause probe, no claim read)
+    rig = build_rig(redis_client, Provider.STAX)
+    assert await rig.enqueue(make_invoice()) == "stax:INV-1"
+    assert (await rig.run("stax:INV-1"))["outcome"] == "created"
+    # When one create is answered 429
+    await rig.enqueue(make_invoice("INV-2"))
+    rig.provider.script("create", RateLimited("429", retry_after_s=20, status=429))
+    assert await rig.retry("stax:INV-2") == 20
+    # Then the next job is deferred for the pause without a request
+    await rig.enqueue(make_invoice("INV-3"))
+    assert 15 <= await rig.retry("stax:INV-3") <= 20
+    assert rig.provider.calls_of("create") == 2
+    for key in ("stax:INV-2", "stax:INV-3"):
+        record = await rig.record(key)
+        assert (record.state, record.failures) == (State.QUEUED, 0)
 
 
 # -- the retry budget ------------------------------------------------------------------
