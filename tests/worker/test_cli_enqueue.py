@@ -198,3 +198,16 @@ async def test_requeue_with_a_corrected_payload_supersedes_the_invalid_record(
     assert Decimal(json.loads(record.payload)["lines"][0]["quantity"]) == 10
     assert await DeadLetters(redis_client, KEYS).get(key("FIX-1")) is None
     assert await redis_client.zcard(KEYS.queue(Provider.MAAST)) == 1
+
+
+async def test_requeue_without_payload_of_a_record_that_never_parsed_exits_2(
+    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    path = csv_file(tmp_path, ["RAW-1,CUST0001,Ada,Lovelace,a@x.io,Consulting,lots,12.50"])
+    assert (await enqueue_json(redis_url, path))[1]["invalid_dead_lettered"] == 1
+
+    result = await invoke(redis_url, "dlq", "requeue", key("RAW-1"))
+
+    assert result.exit_code == 2, result.output
+    assert "corrected payload" in " ".join(result.stderr.split())
+    assert await DeadLetters(redis_client, KEYS).get(key("RAW-1")) is not None

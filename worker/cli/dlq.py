@@ -209,6 +209,8 @@ async def _requeue_one(d: DeadLetters, key: str, corrected: Invoice | None) -> i
         outcome = await d.requeue(key, payload=corrected)
     except KeyError:  # discarded or requeued by someone else just now
         common.fail(f"no dead letter {key!r} any more (see `invoicer dlq list`)")
+    except ValueError as exc:  # an invalid record that never parsed: needs --payload
+        common.fail(str(exc))
     common.out.print(f"{key}: {_OUTCOME_TEXT.get(outcome, outcome.value)}", highlight=False)
     return common.EXIT_SOME_FAILED if outcome in _FAILED_OUTCOMES else common.EXIT_OK
 
