@@ -10,7 +10,6 @@ provider body maps back to exactly that body. Money is `Decimal` end to end;
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -193,8 +192,17 @@ class Invoice(_Model):
 
     def fingerprint(self) -> str:
         """A hash of the canonical content: equal invoices, equal fingerprints."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+        return fingerprint_of(self.model_dump_json())
+
+
+def fingerprint_of(invoice_json: str) -> str:
+    """`Invoice.fingerprint()` from the invoice's `model_dump_json()` text.
+
+    The JSON pydantic writes is canonical already (fields in declaration
+    order, no free-form mappings), so callers that serialise the invoice
+    anyway (enqueue) hash that text instead of serialising it twice.
+    """
+    return hashlib.sha256(invoice_json.encode()).hexdigest()[:32]
 
 
 class InvoiceReceipt(_Model):

@@ -23,7 +23,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from jobs.models import Invoice, Provider
+from jobs.models import Invoice, Provider, fingerprint_of
 from jobs.sources import Record, RecordError
 from worker.keys import Keys, invoice_key
 from worker.lua import JOB_FUNCTION, Scripts, script_env
@@ -158,11 +158,12 @@ class Enqueuer:
         return [self.env, "", provider.value, account, batch, mode]
 
     def item(self, invoice: Invoice, *, provider: Provider, account: str) -> list[str]:
-        """One invoice's script arguments (its JSON computed once, here)."""
+        """One invoice's script arguments (its JSON computed once, here, and hashed)."""
+        payload = invoice.model_dump_json()
         return [
             invoice_key(provider, account, invoice.number),
-            invoice.fingerprint(),
-            invoice.model_dump_json(),
+            fingerprint_of(payload),
+            payload,
             invoice.number,
             "1" if invoice.send else "0",
         ]
