@@ -192,7 +192,7 @@ def _text_problems(invoice: Invoice) -> list[FieldError]:
     problems += _contact_problems("customer", invoice.customer)
     # A contact object that is sent must be complete (PROVIDERS.md 1.6), and
     # save_customer creates the vault customer from billing_contact.
-    if _contact_body(invoice.customer) or invoice.maast.save_customer:
+    if _sends_contact(invoice.customer) or invoice.maast.save_customer:
         problems += _missing("customer", invoice.customer, _BILLING_REQUIRED)
     if invoice.maast.from_contact is not None:
         problems += _contact_problems("maast.from_contact", invoice.maast.from_contact)
@@ -213,13 +213,30 @@ def _missing(where: str, contact: Contact, required: tuple[str, ...]) -> list[Fi
 
 
 def _contact_problems(where: str, contact: Contact) -> list[FieldError]:
-    problems: list[FieldError] = []
-    for name, _, limit in _CONTACT_KEYS:
-        problems += _too_long(f"{where}.{name}", getattr(contact, name), limit)
-    if contact.address is not None:
-        for name, _, limit in _ADDRESS_KEYS:
-            problems += _too_long(f"{where}.address.{name}", getattr(contact.address, name), limit)
+    # Runs for every invoice enqueued: field names are only formatted for a problem.
+    problems = [
+        FieldError(f"{where}.{name}", f"Maast takes at most {limit} characters")
+        for name, _, limit in _CONTACT_KEYS
+        if (value := getattr(contact, name)) is not None and len(value) > limit
+    ]
+    address = contact.address
+    if address is not None:
+        problems += [
+            FieldError(f"{where}.address.{name}", f"Maast takes at most {limit} characters")
+            for name, _, limit in _ADDRESS_KEYS
+            if (value := getattr(address, name)) is not None and len(value) > limit
+        ]
     return problems
+
+
+def _sends_contact(contact: Contact) -> bool:
+    """Whether `_contact_body(contact)` is non-empty, without building it."""
+    if any(getattr(contact, name) is not None for name, _, _ in _CONTACT_KEYS):
+        return True
+    address = contact.address
+    return address is not None and any(
+        getattr(address, name) is not None for name, _, _ in _ADDRESS_KEYS
+    )
 
 
 def _too_long(where: str, value: str | None, limit: int) -> list[FieldError]:
