@@ -464,8 +464,8 @@ class _Layout:
     """The invoice-level columns the header has, in `_INVOICE_COLUMNS` order."""
     invoice_cells: Callable[[list[str]], tuple[str, ...]]
     """The raw invoice-level cells of a full-width row (as a tuple, to compare rows at once)."""
-    invoice_paths: tuple[tuple[str, tuple[str, ...], str], ...]
-    """(column, parent keys, key) of the `_INVOICE_PATHS` the header has, in that order."""
+    invoice_parts: tuple[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], ...]
+    """The `_INVOICE_PATHS` the header has, by parent: (parent keys, ((column, key), ...))."""
     bool_paths: tuple[tuple[str, tuple[str, ...]], ...]
     line_columns: tuple[tuple[str, str, bool], ...]
     """(column, line item key, is a number) of the `_LINE_PATHS` the header has."""
@@ -475,18 +475,14 @@ class _Layout:
         """The layout of a checked header."""
         present = set(header)
         positions = [header.index(column) for column in _INVOICE_COLUMNS if column in present]
-        # itemgetter of one position returns a bare value: a leading -1 (the
-        # last cell, compared like any other) keeps the result a tuple.
+        # Two positions at least (invoice_number and customer_id are required
+        # columns), so the getter returns a tuple, never a bare cell.
         return cls(
             header=header,
             all_named=all(header),
             invoice_columns=tuple(c for c in _INVOICE_COLUMNS if c in present),
-            invoice_cells=itemgetter(-1, *positions),
-            invoice_paths=tuple(
-                (column, path[:-1], path[-1])
-                for column, path in _INVOICE_PATHS.items()
-                if column in present
-            ),
+            invoice_cells=itemgetter(*positions),
+            invoice_parts=_parts(column for column in _INVOICE_PATHS if column in present),
             bool_paths=tuple((c, path) for c, path in _BOOL_PATHS.items() if c in present),
             line_columns=tuple(
                 (column, key, column in _NUMBER_COLUMNS)
@@ -494,6 +490,17 @@ class _Layout:
                 if column in present
             ),
         )
+
+
+def _parts(
+    columns: Iterable[str],
+) -> tuple[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], ...]:
+    """`_INVOICE_PATHS` of `columns` grouped by parent (("customer", "address"): ...)."""
+    parts: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+    for column in columns:
+        path = _INVOICE_PATHS[column]
+        parts.setdefault(path[:-1], []).append((column, path[-1]))
+    return tuple((parents, tuple(pairs)) for parents, pairs in parts.items())
 
 
 @dataclass
@@ -678,12 +685,15 @@ class _GroupReader:
     def _invoice_data(self) -> dict[str, object]:
         first, line = self._values[0], self._rows[0].line
         data: dict[str, object] = {"customer": {}}
-        for column, parents, key in self._layout.invoice_paths:
-            if value := first.get(column):
+        # One comprehension per part (the customer, its address, notes...)
+        # rather than one `_put` per cell: this runs for every invoice.
+        for parents, pairs in self._layout.invoice_parts:
+            part = {key: value for column, key in pairs if (value := first.get(column))}
+            if part:
                 node = data
-                for parent in parents:  # inline `_put`: this runs for nearly every cell
+                for parent in parents:
                     node = cast(dict[str, object], node.setdefault(parent, {}))
-                node[key] = value
+                node.update(part)
         for column, path in self._layout.bool_paths:
             if value := first.get(column):
                 self._put_bool(data, path, column, value, line)
