@@ -128,6 +128,9 @@ async def test_bad_key_pauses_once_keeps_records_queued_and_resume_finishes(
     assert "ERROR" in next(line for line in stderr.splitlines() if REPORTED in line)
     assert BAD_KEY not in stderr
     assert await sandbox.created_counts("maast") == {}
+    stats = await sandbox.stats()
+    refused = stats["providers"]["maast"]["status_counts"]  # type: ignore[index]
+    assert set(refused) == {"401"}, refused  # refused, never created
 
     # When the operator resumes with a fixed key,
     result = await invoke(redis_url, "resume", "maast")
