@@ -7,7 +7,7 @@ chunks with idempotency on the invoice number.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import TypeAlias
 
 import redis.asyncio as aioredis
@@ -46,7 +46,13 @@ async def enqueue_invoices(
             (or embedded) Redis and closed afterwards.
     """
     s = settings or load_settings()
-    records = _validated(_as_async(invoices), provider)
+    records: Iterable[Record | RecordError] | AsyncIterable[Record | RecordError]
+    if isinstance(invoices, AsyncIterable):
+        records = _validated_async(invoices, provider)
+    else:
+        # A plain generator: a file of 100,000 invoices should not pay an
+        # async-generator step per record for nothing.
+        records = _validated(invoices, provider)
     if redis is not None:
         return await _enqueue_with(redis, s, records, provider, batch, send, on_progress)
     s, _ = with_redis(s)
@@ -61,7 +67,7 @@ async def enqueue_invoices(
 async def _enqueue_with(
     redis: aioredis.Redis,
     s: Settings,
-    records: AsyncIterator[Record | RecordError],
+    records: Iterable[Record | RecordError] | AsyncIterable[Record | RecordError],
     provider: Provider,
     batch: str | None,
     send: bool,
@@ -79,28 +85,31 @@ async def _enqueue_with(
     )
 
 
-async def _as_async(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterator[Item]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
+def _validated(items: Iterable[Item], provider: Provider) -> Iterator[Record | RecordError]:
+    validate = validator(provider)
+    for index, item in enumerate(items, start=1):
+        yield from _checked_item(index, item, provider, validate)
 
 
-async def _validated(
-    items: AsyncIterator[Item], provider: Provider
+async def _validated_async(
+    items: AsyncIterable[Item], provider: Provider
 ) -> AsyncIterator[Record | RecordError]:
     validate = validator(provider)
     index = 0
     async for item in items:
         index += 1
-        record = Record(line=index, invoice=item) if isinstance(item, Invoice) else item
-        if isinstance(record, RecordError):
-            yield record
-            continue
-        for checked in _checked(record, provider, validate):
+        for checked in _checked_item(index, item, provider, validate):
             yield checked
+
+
+def _checked_item(
+    index: int, item: Item, provider: Provider, validate: Callable[[Invoice], None]
+) -> list[Record | RecordError]:
+    """`item` (the `index`-th given) as checked records; an `Invoice` is numbered by `index`."""
+    record = Record(line=index, invoice=item) if isinstance(item, Invoice) else item
+    if isinstance(record, RecordError):
+        return [record]
+    return _checked(record, provider, validate)
 
 
 def _checked(

@@ -248,10 +248,12 @@ async def enqueue_invoices(
     try:
         if isinstance(records, AsyncIterable):
             async for item in records:
-                await run.add(item, chunk_size)
+                if run.take(item, chunk_size):
+                    await run.turn(chunk_size)
         else:
             for item in records:
-                await run.add(item, chunk_size)
+                if run.take(item, chunk_size):  # no coroutine per record: most need no await
+                    await run.turn(chunk_size)
         await run.flush()
     finally:
         await run.settle()
@@ -320,21 +322,28 @@ class _Chunked:
     pending: list[tuple[int, str, list[str]]] = field(default_factory=list)
     inflight: asyncio.Task[None] | None = None
 
-    async def add(self, item: Record | RecordError, chunk_size: int) -> None:
+    def take(self, item: Record | RecordError, chunk_size: int) -> bool:
+        """Buffer one record; True when the caller must now `await self.turn(chunk_size)`."""
         self.handled += 1
         if isinstance(item, RecordError):
             self.report.invalid.append(item)
-            return
+            return False
         if item.provider is not None and item.provider != self.report.provider:
             self.report.invalid.append(_wrong_provider(item, self.report.provider))
-            return
+            return False
         invoice = item.invoice.model_copy(update={"send": True}) if self.send else item.invoice
         args = self.enqueuer.item(invoice, provider=self.report.provider, account=self.account)
         self.pending.append((item.line, invoice.number, args))
+        return len(self.pending) >= chunk_size or (
+            self.inflight is not None and len(self.pending) % INVOICES_PER_CALL == 0
+        )
+
+    async def turn(self, chunk_size: int) -> None:
+        """Send a full chunk, or give the chunk in flight a turn (socket writes, reply)."""
         if len(self.pending) >= chunk_size:
             await self.flush()
-        elif self.inflight is not None and len(self.pending) % INVOICES_PER_CALL == 0:
-            await asyncio.sleep(0)  # a turn for the chunk in flight (socket writes, reply)
+        else:
+            await asyncio.sleep(0)
 
     async def flush(self) -> None:
         chunk, self.pending = self.pending, []
