@@ -76,16 +76,22 @@ async def create_invoice_job(ctx: dict[str, Any], invoice_key: str) -> JobResult
     if held is None:
         return JobResult(outcome="nothing_to_do", invoice_key=invoice_key)
     runtime.holding.add(held)
+    landing_s: float | None = None
     try:
         return await _run(runtime, held, job_try=int(ctx.get("job_try", 1)))
     except LeaseLost:
         log.warning("lease lost %s: another worker took it over", invoice_key)
         return JobResult(outcome="lease_lost", invoice_key=invoice_key)
+    except asyncio.CancelledError:
+        # Cancelled mid-request (shutdown): the ledger says `sending` and the
+        # next claim turns that into a lookup, but the request we let go may
+        # still be processed for as long as we would have waited for its
+        # answer: a lookup before then could miss it and create it twice.
+        landing_s = runtime.settings.provider(held.provider).read_timeout_s
+        raise
     finally:
         runtime.holding.discard(held)
-        # Cancelled mid-request (shutdown): releasing is still right, the
-        # ledger says `sending` and the next claim turns that into a lookup.
-        await asyncio.shield(_release(held))
+        await asyncio.shield(_release(held, landing_s))
 
 
 async def _claim(runtime: Runtime, invoice_key: str, job_id: str) -> HeldEntry | None:
@@ -174,6 +180,6 @@ async def _dead_letter(
     return JobResult(outcome="dead_lettered", invoice_key=held.invoice_key)
 
 
-async def _release(held: HeldEntry) -> None:
+async def _release(held: HeldEntry, landing_s: float | None) -> None:
     with contextlib.suppress(LeaseLost):
-        await held.release()
+        await held.release(retry_not_before_s=landing_s)

@@ -7,7 +7,7 @@ local ik, token, op, lease_ms, data, flag = ARGV[3], ARGV[4], ARGV[5], tonumber(
   ARGV[7], ARGV[8]
 local rec = ledger_key(ik)
 local r = redis.call('HMGET', rec, 'state', 'lease_token', 'batch', 'provider', 'send',
-  'dlq', 'job_id', 'payload', 'number', 'first_at_ms')
+  'dlq', 'job_id', 'payload', 'number', 'first_at_ms', 'send_started')
 local state, batch, provider = r[1], r[3], r[4]
 if not state or r[2] ~= token then return {'lost'} end
 
@@ -31,6 +31,11 @@ elseif op == 'release' then
   redis.call('HDEL', rec, 'lease_token', 'lease_until_ms')
   redis.call('ZREM', E.leases, ik)
   if needs_job(state, r[6], r[5]) then ensure_job(provider, ik, r[7], false) end
+  -- data: ms the job must wait when a request may still be in flight (the
+  -- holder was interrupted), so the next claim's lookup cannot miss it.
+  if data ~= '' and r[6] ~= '1' and (state == 'sending' or (state == 'created' and r[11] == '1')) then
+    redis.call('ZADD', E.queue[provider], 'XX', NOW + tonumber(data), r[7])
+  end
 elseif op == 'sending' then
   if not is('queued', 'in_doubt') then return {'bad', state} end
   to('sending', 'sending', '')
