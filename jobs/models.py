@@ -195,14 +195,15 @@ class Invoice(_Model):
         return fingerprint_of(self.model_dump_json())
 
 
-def fingerprint_of(invoice_json: str) -> str:
-    """`Invoice.fingerprint()` from the invoice's `model_dump_json()` text.
+def fingerprint_of(invoice_json: str | bytes) -> str:
+    """`Invoice.fingerprint()` from the invoice's `model_dump_json()` text (or its UTF-8 bytes).
 
     The JSON pydantic writes is canonical already (fields in declaration
     order, no free-form mappings), so callers that serialise the invoice
     anyway (enqueue) hash that text instead of serialising it twice.
     """
-    return hashlib.sha256(invoice_json.encode()).hexdigest()[:32]
+    data = invoice_json.encode() if isinstance(invoice_json, str) else invoice_json
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 class InvoiceReceipt(_Model):

@@ -157,9 +157,11 @@ class Enqueuer:
         """The script arguments shared by every invoice of one call."""
         return [self.env, "", provider.value, account, batch, mode]
 
-    def item(self, invoice: Invoice, *, provider: Provider, account: str) -> list[str]:
+    def item(self, invoice: Invoice, *, provider: Provider, account: str) -> list[str | bytes]:
         """One invoice's script arguments (its JSON computed once, here, and hashed)."""
-        payload = invoice.model_dump_json()
+        # model_dump_json() as UTF-8 bytes, without its decode: hashed and sent
+        # to Redis as bytes, so nothing encodes it back (this runs per invoice).
+        payload = invoice.__pydantic_serializer__.to_json(invoice)
         return [
             invoice_key(provider, account, invoice.number),
             fingerprint_of(payload),
@@ -174,7 +176,7 @@ class Enqueuer:
         """Enqueue (or, with mode "requeue", requeue) one invoice."""
         head = self.head(provider=provider, account=account, batch=batch, mode=mode)
         reply = await self.script(
-            args=head + self.item(invoice, provider=provider, account=account)
+            args=[*head, *self.item(invoice, provider=provider, account=account)]
         )
         return next(_outcomes(reply))
 
@@ -319,7 +321,7 @@ class _Chunked:
     send: bool
     progress: Callable[[int], None] | None = None
     handled: int = 0
-    pending: list[tuple[int, str, list[str]]] = field(default_factory=list)
+    pending: list[tuple[int, str, list[str | bytes]]] = field(default_factory=list)
     inflight: asyncio.Task[None] | None = None
 
     def take(self, item: Record | RecordError, chunk_size: int) -> bool:
@@ -360,7 +362,7 @@ class _Chunked:
         if task is not None:
             await task
 
-    async def _send(self, chunk: list[tuple[int, str, list[str]]], handled: int) -> None:
+    async def _send(self, chunk: list[tuple[int, str, list[str | bytes]]], handled: int) -> None:
         head = self.enqueuer.head(
             provider=self.report.provider,
             account=self.account,
@@ -369,7 +371,7 @@ class _Chunked:
         )
         async with self.enqueuer.redis.pipeline(transaction=False) as pipe:
             for start in range(0, len(chunk), INVOICES_PER_CALL):
-                args = list(head)
+                args: list[str | bytes] = list(head)
                 for _, _, item in chunk[start : start + INVOICES_PER_CALL]:
                     args += item
                 await self.enqueuer.script(args=args, client=pipe)
