@@ -71,8 +71,8 @@ def demo(
     with running_sandbox(config) as sandbox_url:
         s = _demo_settings(base, url, sandbox_url, rate_per_minute)
         common.err.print(f"provider sandbox on {sandbox_url} with faults {_faults_line()}")
-        failed = common.run(_run(s, file, sandbox_url))
-    _next_steps(data_dir)
+        failed, batch_id, dead_key = common.run(_run(s, file, sandbox_url))
+    _next_steps(data_dir, batch_id, dead_key)
     raise typer.Exit(common.EXIT_SOME_FAILED if failed else common.EXIT_OK)
 
 
@@ -107,7 +107,7 @@ def _faults_line() -> str:
     )
 
 
-async def _run(s: Settings, file: Path, sandbox_url: str) -> bool:
+async def _run(s: Settings, file: Path, sandbox_url: str) -> tuple[bool, str, str | None]:
     assert s.redis_url is not None
     redis = aioredis.Redis.from_url(s.redis_url.get_secret_value())
     try:
@@ -117,10 +117,12 @@ async def _run(s: Settings, file: Path, sandbox_url: str) -> bool:
         )
         common.out.print(
             f"enqueued {report.accepted:,} invoices from {file.name} "
-            f"({len(report.invalid)} invalid records reported, not sent)"
+            f"({_invalid_records(report)} invalid records reported and dead-lettered)"
         )
         await _work_with_live_view(s, redis, report.batch_id)
-        return await _summary(s, redis, report, sandbox_url)
+        failed = await _summary(s, redis, report, sandbox_url)
+        first_dead = await DeadLetters(redis, Keys(s.redis_prefix)).list(limit=1)
+        return failed, report.batch_id, first_dead[0].invoice_key if first_dead else None
     finally:
         await redis.aclose()
 
@@ -156,17 +158,30 @@ async def _summary(
     snap = await read_status(
         redis, keys, batch=report.batch_id, providers=[Provider.MAAST], accounts={}
     )
-    out = common.out
-    out.rule("summary")
-    out.print(f"records in the file        {report.accepted + len(report.invalid):>6,}")
-    out.print(f"invalid (reported, kept out){len(report.invalid):>5,}")
-    out.print(f"created at the sandbox     {len(counts):>6,}   (ledger: {_created(snap)})")
-    out.print(f"faults the sandbox injected{len(events):>6,}")
-    out.print(f"dead-lettered              {len(dead):>6,}   {dict(by_reason) or ''}")
-    out.print(f"still waiting              {snap.remaining:>6,}")
-    verdict = "[green]0[/green]" if not duplicates else f"[red]{len(duplicates)}[/red]"
-    out.print(f"duplicates at the provider {verdict:>6}   (must be 0)")
+    reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(by_reason.items()))
+    rows = [
+        ("records in the file", f"{report.accepted + len(report.invalid):,}", ""),
+        ("  invalid, reported", f"{_invalid_records(report):,}", "kept out, dead-lettered"),
+        ("  enqueued", f"{report.accepted:,}", ""),
+        ("created at the sandbox", f"{len(counts):,}", f"ledger: {_created(snap):,} created"),
+        ("faults the sandbox injected", f"{len(events):,}", ""),
+        ("dead-lettered", f"{len(dead):,}", reasons),
+        ("still waiting", f"{snap.remaining:,}", ""),
+        ("duplicates at the provider", f"{len(duplicates):,}", "must be 0"),
+    ]
+    common.out.print()
+    common.out.rule("summary")
+    for label, value, note in rows:
+        style = "bold red" if label.startswith("duplicates") and duplicates else ""
+        line = f"{label:<30}{value:>8}   {note}".rstrip()
+        common.out.print(line, style=style, highlight=False, markup=False)
     return bool(duplicates) or snap.remaining > 0
+
+
+def _invalid_records(report: EnqueueReport) -> int:
+    """Invalid records (a record with several problems reports each one)."""
+    numbers = {e.invoice_number for e in report.invalid if e.invoice_number}
+    return len(numbers) + sum(1 for e in report.invalid if not e.invoice_number)
 
 
 def _created(snap: object) -> int:
@@ -177,13 +192,15 @@ def _created(snap: object) -> int:
     return snap.counts[State.CREATED] + snap.counts[State.SENT]
 
 
-def _next_steps(data_dir: Path) -> None:
+def _next_steps(data_dir: Path, batch_id: str, dead_key: str | None) -> None:
     env = f"INVOICER_DATA_DIR={data_dir}"
     common.out.print(
-        "\nlook around (the demo's Redis keeps running; stop it with "
-        f"`{env} invoicer redis stop`):\n"
-        f"  {env} .venv/bin/invoicer status\n"
+        f"\nbatch {batch_id}. Look around (the demo's Redis keeps running):\n"
+        f"  {env} .venv/bin/invoicer status --batch {batch_id}\n"
         f"  {env} .venv/bin/invoicer dlq list\n"
-        f"  {env} .venv/bin/invoicer report --batch <batch id> --out demo.csv",
+        f"  {env} .venv/bin/invoicer dlq show {dead_key or 'KEY'}\n"
+        f"  {env} .venv/bin/invoicer report --batch {batch_id} --out demo.csv\n"
+        f"  {env} .venv/bin/invoicer redis stop",
         highlight=False,
+        soft_wrap=True,
     )

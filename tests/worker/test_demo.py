@@ -1,0 +1,48 @@
+"""`invoicer demo` (what `make demo` runs) works from a clean directory."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from worker import embedded
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_runs_month_end_exactly_once(tmp_path: Path) -> None:
+    # Given a clean directory and no configuration at all,
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MAAST_", "STAX_", "INVOICER_"))
+    }
+    env.update(PYTHONPATH=str(ROOT), COLUMNS="120", INVOICER_DATA_DIR=str(tmp_path / "data"))
+    try:
+        # When the demo runs,
+        done = subprocess.run(
+            [sys.executable, "-m", "worker", "demo"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        embedded.stop(tmp_path / "data" / "demo")
+    # Then it ends with a summary proving every valid invoice exists once at the sandbox.
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    figures = {
+        label.strip(): int(value.replace(",", ""))
+        for label, value in re.findall(r"^(\S.{0,29}?|  \S.{0,27}?)\s+([\d,]+)(?:\s|$)", out, re.M)
+    }
+    assert figures["created at the sandbox"] == 994, out[-2000:]
+    assert figures["dead-lettered"] == 6 and "invalid: 6" in out
+    assert figures["still waiting"] == 0
+    assert figures["duplicates at the provider"] == 0
+    assert "embedded Redis" in done.stderr
