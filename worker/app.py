@@ -155,7 +155,9 @@ class BatchStartWorker(Worker):
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Start the jobs `job_ids` names, as many at a time as slots are free."""
-        pending = [j.decode() for j in job_ids]
+        # The ids of jobs running here come back at every poll (arq leaves a
+        # job in the queue until it ends): skip them without asking Redis.
+        pending = [j for j in map(bytes.decode, job_ids) if self._not_running(j)]
         # Checked again after each wait for a slot: a SIGTERM meanwhile means
         # "take no new job", and a job taken now would be cut off mid-request.
         while pending and self.allow_pick_jobs:
@@ -173,6 +175,10 @@ class BatchStartWorker(Worker):
                 task = self.loop.create_task(self.run_job(job_id, taken[job_id]))
                 task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
                 self.tasks[job_id] = task
+
+    def _not_running(self, job_id: str) -> bool:
+        task = self.tasks.get(job_id)
+        return task is None or task.done()
 
     async def _free_slots(self, wanted: int) -> int:
         # Like arq: wait for one slot, then take every other free one at once.
