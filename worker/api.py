@@ -1,4 +1,4 @@
-"""The Python API for other systems: `await enqueue_invoices(...)`.
+"""The Python API for other systems: `await enqueue_invoices(...)`, `await enqueue_file(...)`.
 
 The same path as `invoicer enqueue`: every record is validated with the
 provider's own rules before anything is written, then enqueued in pipelined
@@ -7,18 +7,26 @@ chunks with idempotency on the invoice number.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
+from pathlib import Path
 from typing import TypeAlias
 
 import redis.asyncio as aioredis
 
-from jobs.errors import FieldError, InvoiceInvalid
 from jobs.models import Invoice, Provider
 from jobs.providers import validator
-from jobs.sources import Record, RecordError
+from jobs.sources import Record, RecordError, read_invoices
 from worker.embedded import with_redis
-from worker.enqueue import EnqueueReport
+from worker.enqueue import EnqueueReport, enqueue_batches
 from worker.enqueue import enqueue_invoices as _enqueue
+from worker.intake import FileReader, checked, worth_a_process
 from worker.keys import Keys
 from worker.settings import Settings, load_settings
 
@@ -53,36 +61,98 @@ async def enqueue_invoices(
         # A plain generator: a file of 100,000 invoices should not pay an
         # async-generator step per record for nothing.
         records = _validated(invoices, provider)
+
+    async def run(client: aioredis.Redis, s: Settings) -> EnqueueReport:
+        return await _enqueue(
+            client,
+            Keys(s.redis_prefix),
+            records,
+            provider=provider,
+            account=s.provider(provider).account,
+            batch=batch,
+            send=send,
+            on_progress=on_progress,
+        )
+
+    return await _with_client(s, redis, run)
+
+
+async def enqueue_file(
+    path: Path,
+    *,
+    provider: Provider,
+    batch: str | None = None,
+    send: bool = False,
+    settings: Settings | None = None,
+    redis: aioredis.Redis | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    parallel: bool | None = None,
+) -> EnqueueReport:
+    """`enqueue_invoices(read_invoices(path), ...)`, reading a large file in a second process.
+
+    The report is the same either way. A file of at least
+    `worker.intake.PARALLEL_MIN_BYTES` is read, validated and serialised by a
+    reader process while this one enqueues, so two CPUs share the work.
+
+    Args:
+        parallel: None: a reader process for large files; True: one for any
+            regular file; False: never. Without a usable `sys.executable`
+            (or when the process cannot start) the file is read here.
+
+    Raises:
+        SourceError: the file cannot be read at all (bad header, unreadable).
+        IntakeFailed: the reader process died before the end of the file
+            (what was enqueued before stays enqueued; running again is safe).
+    """
+    s = settings or load_settings()
+    path = Path(path)
+    wanted = worth_a_process(path) if parallel is None else parallel and path.is_file()
+    account = s.provider(provider).account
+    reader = None
+    if wanted:  # started first: its imports overlap our Redis set-up
+        reader = await FileReader.start(path, provider=provider, account=account, send=send)
+    if reader is None:
+        return await enqueue_invoices(
+            read_invoices(path),
+            provider=provider,
+            batch=batch,
+            send=send,
+            settings=s,
+            redis=redis,
+            on_progress=on_progress,
+        )
+
+    async def run(client: aioredis.Redis, s: Settings) -> EnqueueReport:
+        return await enqueue_batches(
+            client,
+            Keys(s.redis_prefix),
+            reader.batches(),
+            provider=provider,
+            account=account,
+            batch=batch,
+            send=send,
+            on_progress=on_progress,
+        )
+
+    async with reader:
+        return await _with_client(s, redis, run)
+
+
+async def _with_client(
+    s: Settings,
+    redis: aioredis.Redis | None,
+    run: Callable[[aioredis.Redis, Settings], Awaitable[EnqueueReport]],
+) -> EnqueueReport:
+    """`run` with `redis`, or with a client on the configured (or embedded) Redis, closed after."""
     if redis is not None:
-        return await _enqueue_with(redis, s, records, provider, batch, send, on_progress)
+        return await run(redis, s)
     s, _ = with_redis(s)
     assert s.redis_url is not None
     client = aioredis.Redis.from_url(s.redis_url.get_secret_value())
     try:
-        return await _enqueue_with(client, s, records, provider, batch, send, on_progress)
+        return await run(client, s)
     finally:
         await client.aclose()
-
-
-async def _enqueue_with(
-    redis: aioredis.Redis,
-    s: Settings,
-    records: Iterable[Record | RecordError] | AsyncIterable[Record | RecordError],
-    provider: Provider,
-    batch: str | None,
-    send: bool,
-    on_progress: Callable[[int], None] | None,
-) -> EnqueueReport:
-    return await _enqueue(
-        redis,
-        Keys(s.redis_prefix),
-        records,
-        provider=provider,
-        account=s.provider(provider).account,
-        batch=batch,
-        send=send,
-        on_progress=on_progress,
-    )
 
 
 def _validated(items: Iterable[Item], provider: Provider) -> Iterator[Record | RecordError]:
@@ -98,8 +168,8 @@ async def _validated_async(
     index = 0
     async for item in items:
         index += 1
-        for checked in _checked_item(index, item, provider, validate):
-            yield checked
+        for record in _checked_item(index, item, provider, validate):
+            yield record
 
 
 def _checked_item(
@@ -109,29 +179,4 @@ def _checked_item(
     record = Record(line=index, invoice=item) if isinstance(item, Invoice) else item
     if isinstance(record, RecordError):
         return [record]
-    return _checked(record, provider, validate)
-
-
-def _checked(
-    record: Record, provider: Provider, validate: Callable[[Invoice], None]
-) -> list[Record | RecordError]:
-    """The record, or one `RecordError` per problem the provider's rules find."""
-    number = record.invoice.number
-    if record.provider is not None and record.provider is not provider:
-        message = f"holds a {record.provider.value} request but the batch is for {provider.value}"
-        return [RecordError(record.line, message, field="provider", invoice_number=number)]
-    try:
-        validate(record.invoice)
-    except InvoiceInvalid as exc:
-        problems = exc.field_errors or (FieldError("invoice", exc.message),)
-        return [
-            RecordError(
-                record.line,
-                problem.message,
-                field=problem.field,
-                invoice_number=number,
-                invoice=record.invoice,
-            )
-            for problem in problems
-        ]
-    return [record]
+    return checked(record, provider, validate)

@@ -16,15 +16,16 @@ import json
 import re
 import secrets
 import time
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from jobs.models import Invoice, Provider, fingerprint_of
+from jobs.models import Invoice, Provider
 from jobs.sources import Record, RecordError
+from worker.intake import Prepared, script_item
 from worker.keys import Keys, invoice_key
 from worker.lua import JOB_FUNCTION, Scripts, script_env
 
@@ -40,6 +41,7 @@ __all__ = [
     "EnqueueReport",
     "Enqueuer",
     "deserialize_job",
+    "enqueue_batches",
     "enqueue_invoices",
     "serialize_job",
 ]
@@ -158,17 +160,8 @@ class Enqueuer:
         return [self.env, "", provider.value, account, batch, mode]
 
     def item(self, invoice: Invoice, *, provider: Provider, account: str) -> list[str | bytes]:
-        """One invoice's script arguments (its JSON computed once, here, and hashed)."""
-        # model_dump_json() as UTF-8 bytes, without its decode: hashed and sent
-        # to Redis as bytes, so nothing encodes it back (this runs per invoice).
-        payload = invoice.__pydantic_serializer__.to_json(invoice)
-        return [
-            invoice_key(provider, account, invoice.number),
-            fingerprint_of(payload),
-            payload,
-            invoice.number,
-            "1" if invoice.send else "0",
-        ]
+        """One invoice's script arguments (`worker.intake.script_item`)."""
+        return script_item(invoice, provider=provider, account=account)
 
     async def one(
         self, invoice: Invoice, *, provider: Provider, account: str, batch: str, mode: str
@@ -242,12 +235,8 @@ async def enqueue_invoices(
     Returns:
         The batch id and what happened to each record.
     """
-    batch_id = await create_batch(
-        redis, keys, provider=provider, account=account, name=batch, send=send
-    )
-    report = EnqueueReport(batch_id=batch_id, provider=provider)
-    run = _Chunked(Enqueuer(redis, keys), report, account=account, send=send, progress=on_progress)
-    try:
+
+    async def feed(run: _Chunked) -> None:
         if isinstance(records, AsyncIterable):
             async for item in records:
                 if run.take(item, chunk_size):
@@ -256,6 +245,56 @@ async def enqueue_invoices(
             for item in records:
                 if run.take(item, chunk_size):  # no coroutine per record: most need no await
                     await run.turn(chunk_size)
+
+    return await _run(redis, keys, feed, provider, account, batch, send, on_progress)
+
+
+async def enqueue_batches(
+    redis: aioredis.Redis,
+    keys: Keys,
+    batches: AsyncIterable[Iterable[Prepared | RecordError]],
+    *,
+    provider: Provider,
+    account: str = "default",
+    batch: str | None = None,
+    send: bool = False,
+    chunk_size: int = 500,
+    on_progress: Callable[[int], None] | None = None,
+) -> EnqueueReport:
+    """`enqueue_invoices` of records already checked and serialised (`worker.intake`).
+
+    `batches` yields lists of `Prepared` tuples (made for this `provider`,
+    account and `send`) and `RecordError`s, in file order: the report is the
+    one `enqueue_invoices` gives for the same records.
+    """
+
+    async def feed(run: _Chunked) -> None:
+        async for items in batches:
+            for item in items:
+                if run.take(item, chunk_size):
+                    await run.turn(chunk_size)
+
+    return await _run(redis, keys, feed, provider, account, batch, send, on_progress)
+
+
+async def _run(
+    redis: aioredis.Redis,
+    keys: Keys,
+    feed: Callable[[_Chunked], Awaitable[None]],
+    provider: Provider,
+    account: str,
+    batch: str | None,
+    send: bool,
+    on_progress: Callable[[int], None] | None,
+) -> EnqueueReport:
+    """Register the batch, let `feed` fill the chunks, then park the invalid records."""
+    batch_id = await create_batch(
+        redis, keys, provider=provider, account=account, name=batch, send=send
+    )
+    report = EnqueueReport(batch_id=batch_id, provider=provider)
+    run = _Chunked(Enqueuer(redis, keys), report, account=account, send=send, progress=on_progress)
+    try:
+        await feed(run)
         await run.flush()
     finally:
         await run.settle()
@@ -321,12 +360,15 @@ class _Chunked:
     send: bool
     progress: Callable[[int], None] | None = None
     handled: int = 0
-    pending: list[tuple[int, str, list[str | bytes]]] = field(default_factory=list)
+    pending: list[Prepared] = field(default_factory=list)
     inflight: asyncio.Task[None] | None = None
 
-    def take(self, item: Record | RecordError, chunk_size: int) -> bool:
+    def take(self, item: Record | RecordError | Prepared, chunk_size: int) -> bool:
         """Buffer one record; True when the caller must now `await self.turn(chunk_size)`."""
         self.handled += 1
+        if isinstance(item, tuple):  # already checked and serialised by worker.intake
+            self.pending.append(item)
+            return self._full(chunk_size)
         if isinstance(item, RecordError):
             self.report.invalid.append(item)
             return False
@@ -336,6 +378,9 @@ class _Chunked:
         invoice = item.invoice.model_copy(update={"send": True}) if self.send else item.invoice
         args = self.enqueuer.item(invoice, provider=self.report.provider, account=self.account)
         self.pending.append((item.line, invoice.number, args))
+        return self._full(chunk_size)
+
+    def _full(self, chunk_size: int) -> bool:
         return len(self.pending) >= chunk_size or (
             self.inflight is not None and len(self.pending) % INVOICES_PER_CALL == 0
         )
@@ -362,7 +407,7 @@ class _Chunked:
         if task is not None:
             await task
 
-    async def _send(self, chunk: list[tuple[int, str, list[str | bytes]]], handled: int) -> None:
+    async def _send(self, chunk: list[Prepared], handled: int) -> None:
         head = self.enqueuer.head(
             provider=self.report.provider,
             account=self.account,

@@ -15,10 +15,11 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from jobs.models import Provider
-from jobs.sources import SourceError, read_invoices
+from jobs.sources import SourceError
 from worker import api
 from worker.cli import common
 from worker.enqueue import EnqueueReport
+from worker.intake import IntakeFailed
 from worker.settings import Settings
 
 
@@ -50,6 +51,10 @@ def enqueue(
         report = common.run(_enqueue(file, provider, batch, send, s, show_progress=not as_json))
     except SourceError as exc:
         common.fail(f"{file}: {exc}")
+    except IntakeFailed as exc:
+        # Not a usage error: part of the file may be queued, and running the
+        # same command again is safe (enqueueing is idempotent).
+        common.fail(f"{file}: {exc}; run the same command again to finish", common.EXIT_SOME_FAILED)
     if as_json:
         common.out.print_json(json.dumps(report.as_dict()))
     else:
@@ -76,8 +81,8 @@ async def _enqueue(
         transient=True,
     ) as progress:
         task = progress.add_task(f"enqueueing {file.name}", total=None)
-        return await api.enqueue_invoices(
-            read_invoices(file),
+        return await api.enqueue_file(
+            file,
             provider=provider,
             batch=batch,
             send=send,

@@ -1,0 +1,266 @@
+"""The reader process of `enqueue_file` (`worker.intake`): the same report as the
+in-process path, errors that reach the parent, no hang on a crash, Ctrl-C stops
+both processes; and the in-process fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from jobs.models import Provider
+from jobs.sources import Record, SourceError, read_invoices
+from worker import api, intake
+from worker.intake import FileReader, IntakeFailed
+from worker.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+MONTH_END = ROOT / "samples" / "month-end.csv"
+MAKE_MONTH_END = ROOT / "samples" / "make_month_end.py"
+
+
+def settings_for(redis_url: str) -> Settings:
+    return load_settings({"INVOICER_REDIS_URL": redis_url}, env_file=None)
+
+
+def month_end(tmp_path: Path, count: int, invalid: int = 6) -> Path:
+    path = tmp_path / f"month-end-{count}.csv"
+    subprocess.run(
+        [
+            sys.executable,
+            str(MAKE_MONTH_END),
+            "--count",
+            str(count),
+            "--out",
+            str(path),
+            "--invalid",
+            str(invalid),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return path
+
+
+async def snapshot(
+    redis: aioredis.Redis,
+    path: Path,
+    s: Settings,
+    *,
+    parallel: bool,
+    send: bool = False,
+    earlier_batch: str = "",
+) -> tuple[dict[str, object], list[str]]:
+    """The report (without its batch id) and the key names (batch id masked) of one run."""
+    progress: list[int] = []
+    report = await api.enqueue_file(
+        path,
+        provider=Provider.MAAST,
+        settings=s,
+        redis=redis,
+        send=send,
+        on_progress=progress.append,
+        parallel=parallel,
+    )
+    data = report.as_dict()
+    data.pop("batch_id")
+    assert progress and progress == sorted(progress)
+    names = [k.decode().replace(report.batch_id, "BATCH") for k in await redis.keys()]
+    if earlier_batch:
+        names = [n.replace(earlier_batch, "EARLIER") for n in names]
+    names.sort()
+    return data, names
+
+
+async def test_same_report_and_keys_as_in_process_on_the_month_end_sample(
+    redis_client: aioredis.Redis, redis_url: str
+) -> None:
+    s = settings_for(redis_url)
+    here = await snapshot(redis_client, MONTH_END, s, parallel=False, send=True)
+    await redis_client.flushdb()
+    there = await snapshot(redis_client, MONTH_END, s, parallel=True, send=True)
+    assert there == here
+    assert here[0]["invalid"] and here[0]["accepted"] == 994  # the sample's invalid rows
+    assert here[0]["invalid_dead_lettered"]
+
+
+async def test_same_report_with_duplicates_conflicts_and_invalid_rows(
+    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    s = settings_for(redis_url)
+    path = month_end(tmp_path, 3000)
+    records = [r for r in read_invoices(path) if isinstance(r, Record)]
+    same = [r.invoice for r in records[:300]]
+    changed = [r.invoice.model_copy(update={"currency": "EUR"}) for r in records[300:350]]
+    results = []
+    for parallel in (False, True):
+        await redis_client.flushdb()
+        before = await api.enqueue_invoices(
+            same + changed, provider=Provider.MAAST, settings=s, redis=redis_client
+        )
+        assert before.accepted == 350
+        run = await snapshot(
+            redis_client, path, s, parallel=parallel, earlier_batch=before.batch_id
+        )
+        results.append(run)
+    assert results[1] == results[0]
+    report = results[0][0]
+    assert report["duplicates"] == 300
+    assert len(report["conflicts"]) == 50  # type: ignore[arg-type]
+    assert report["invalid"]
+
+
+async def test_a_bad_header_raises_the_same_source_error(
+    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("invoice_number,nonsense_column\nA,1\n", encoding="utf-8")
+    s = settings_for(redis_url)
+    messages = []
+    for parallel in (False, True):
+        with pytest.raises(SourceError) as caught:
+            await api.enqueue_file(
+                path, provider=Provider.MAAST, settings=s, redis=redis_client, parallel=parallel
+            )
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1] and "nonsense_column" in messages[0]
+
+
+async def test_a_killed_reader_fails_clearly_instead_of_hanging(tmp_path: Path) -> None:
+    reader = await FileReader.start(
+        MONTH_END, provider=Provider.MAAST, account="default", send=False
+    )
+    assert reader is not None
+    reader.process.kill()
+    async with reader:
+        with pytest.raises(IntakeFailed, match="exit code -9"):
+            async with asyncio.timeout(30):
+                async for _ in reader.batches():
+                    pass
+
+
+def test_an_unexpected_error_in_the_reader_becomes_a_crash_frame(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(intake, "prepared", broken)
+    out = io.BytesIO()
+    assert intake._serve(out, MONTH_END, Provider.MAAST, "default", False) == 1
+    raw = out.getvalue()
+    (length,) = struct.unpack(">I", raw[:4])
+    assert pickle.loads(raw[4 : 4 + length]) == ("crash", "RuntimeError: boom")
+    assert "Traceback" in capsys.readouterr().err
+
+
+async def test_frames_follow_the_file_and_end_with_done(tmp_path: Path) -> None:
+    reader = await FileReader.start(MONTH_END, provider=Provider.MAAST, account="eu", send=True)
+    assert reader is not None
+    items = []
+    async with reader:
+        async for batch in reader.batches():
+            assert len(batch) <= intake.ITEMS_PER_FRAME
+            items += batch
+    assert reader.process.returncode == 0
+    expected = list(
+        intake.prepared(read_invoices(MONTH_END), provider=Provider.MAAST, account="eu", send=True)
+    )
+    assert items == expected
+    _line, number, args = next(i for i in items if isinstance(i, tuple))
+    assert args[0] == f"maast@eu:{number}" and args[-1] == "1"
+
+
+def test_small_files_and_missing_interpreters_stay_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert not intake.worth_a_process(MONTH_END)  # 0.4 MB
+    assert not intake.worth_a_process(tmp_path)  # a directory
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"x" * intake.PARALLEL_MIN_BYTES)
+    assert intake.worth_a_process(big)
+    monkeypatch.setattr(sys, "executable", "")
+    started = asyncio.run(
+        FileReader.start(big, provider=Provider.MAAST, account="default", send=False)
+    )
+    assert started is None
+
+
+async def test_no_process_falls_back_to_the_same_report(
+    redis_client: aioredis.Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = settings_for(redis_url)
+    monkeypatch.setattr(sys, "executable", "")
+    report = await api.enqueue_file(
+        MONTH_END, provider=Provider.MAAST, settings=s, redis=redis_client, parallel=True
+    )
+    assert report.accepted == 994
+
+
+def test_the_reader_gets_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAAST_API_KEY", "sk-secret")
+    monkeypatch.setenv("INVOICER_REDIS_URL", "redis://:pw@host/1")
+    env = intake._child_env()
+    assert "MAAST_API_KEY" not in env and "INVOICER_REDIS_URL" not in env
+    assert str(ROOT) in env["PYTHONPATH"].split(os.pathsep)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_ctrl_c_stops_the_command_and_its_reader(redis_url: str, tmp_path: Path) -> None:
+    path = month_end(tmp_path, 40_000, invalid=0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAAST_", "STAX_"))}
+    env["INVOICER_REDIS_URL"] = redis_url
+    command = [sys.executable, "-m", "worker", "enqueue", str(path), "--provider", "maast"]
+    cli = subprocess.Popen(
+        [*command, "--json"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own group, as a terminal would make it
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _children(cli.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _children(cli.pid), "the reader process never started"
+        time.sleep(0.5)
+        os.killpg(cli.pid, signal.SIGINT)  # what Ctrl-C does: the whole group
+        cli.wait(timeout=15)
+        assert cli.returncode != 0
+        deadline = time.monotonic() + 5
+        while _group_alive(cli.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _group_alive(cli.pid), "the reader outlived the command"
+    finally:
+        if _group_alive(cli.pid):
+            os.killpg(cli.pid, signal.SIGKILL)
+        cli.wait()
+        assert cli.stderr is not None
+        cli.stderr.close()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        raw = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in raw.split()]
