@@ -21,7 +21,6 @@ from typing import TypeAlias
 import redis.asyncio as aioredis
 
 from jobs.models import Invoice, Provider
-from jobs.providers import validator
 from jobs.sources import Record, RecordError, read_invoices
 from worker.embedded import with_redis
 from worker.enqueue import EnqueueReport, enqueue_batches
@@ -156,7 +155,7 @@ async def _with_client(
 
 
 def _validated(items: Iterable[Item], provider: Provider) -> Iterator[Record | RecordError]:
-    validate = validator(provider)
+    validate = _validator(provider)
     for index, item in enumerate(items, start=1):
         yield from _checked_item(index, item, provider, validate)
 
@@ -164,12 +163,20 @@ def _validated(items: Iterable[Item], provider: Provider) -> Iterator[Record | R
 async def _validated_async(
     items: AsyncIterable[Item], provider: Provider
 ) -> AsyncIterator[Record | RecordError]:
-    validate = validator(provider)
+    validate = _validator(provider)
     index = 0
     async for item in items:
         index += 1
         for record in _checked_item(index, item, provider, validate):
             yield record
+
+
+def _validator(provider: Provider) -> Callable[[Invoice], None]:
+    # Imported here: the provider package loads the HTTP clients; `enqueue_file`
+    # with a reader process validates there and must start it without them.
+    from jobs.providers import validator
+
+    return validator(provider)
 
 
 def _checked_item(

@@ -40,7 +40,6 @@ from typing import BinaryIO, TypeAlias
 
 from jobs.errors import FieldError, InvoiceInvalid
 from jobs.models import Invoice, Provider, fingerprint_of
-from jobs.providers import validator
 from jobs.sources import Record, RecordError, SourceError, read_invoices
 from worker.keys import invoice_key
 
@@ -121,6 +120,10 @@ def prepared(
     items: Iterable[Record | RecordError], *, provider: Provider, account: str, send: bool
 ) -> Iterator[Intake]:
     """Checked records as `Prepared` tuples (invoice forced to send with `send`), errors as is."""
+    # Imported here: the provider package loads the HTTP clients, which the
+    # parent of a reader process never needs (and must not wait for).
+    from jobs.providers import validator
+
     validate = validator(provider)
     for item in items:
         if isinstance(item, RecordError):

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from jobs.models import Provider
 from jobs.sources import Record, SourceError, read_invoices
+from tests.worker.test_cli_enqueue import invoke
 from worker import api, intake
 from worker.intake import FileReader, IntakeFailed
 from worker.settings import Settings, load_settings
@@ -245,7 +246,7 @@ def test_ctrl_c_stops_the_command_and_its_reader(redis_url: str, tmp_path: Path)
         time.sleep(0.5)
         os.killpg(cli.pid, signal.SIGINT)  # what Ctrl-C does: the whole group
         cli.wait(timeout=15)
-        assert cli.returncode != 0
+        assert cli.returncode == 130  # as the in-process path: interrupted, quietly
         deadline = time.monotonic() + 5
         while _group_alive(cli.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -264,3 +265,32 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return []
     return [int(p) for p in raw.split()]
+
+
+def big_bad_header_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "bad-big.csv"
+    filler = "A,1\n" * (intake.PARALLEL_MIN_BYTES // 4 + 1)
+    path.write_text("invoice_number,nonsense_column\n" + filler, encoding="utf-8")
+    return path
+
+
+async def test_cli_bad_header_of_a_big_file_exits_2_with_the_reader_message(
+    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    path = big_bad_header_csv(tmp_path)
+    assert intake.worth_a_process(path)
+    result = await invoke(redis_url, "enqueue", str(path), "--provider", "maast", "--json")
+    assert result.exit_code == 2
+    assert f"{path}:" in result.stderr and "nonsense_column" in result.stderr
+
+
+async def test_cli_crashed_reader_exits_1_and_says_so(
+    redis_client: aioredis.Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = month_end(tmp_path, 6000, invalid=0)
+    assert intake.worth_a_process(path)
+    monkeypatch.setattr(intake, "_CHILD_CODE", "import os; os._exit(3)")
+    result = await invoke(redis_url, "enqueue", str(path), "--provider", "maast", "--json")
+    assert result.exit_code == 1
+    assert "stopped before the end of the file (exit code 3)" in result.stderr
+    assert "run the same command again" in result.stderr
