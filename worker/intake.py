@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import pickle
 import signal
@@ -186,6 +185,10 @@ def _serve(out: BinaryIO, path: Path, provider: Provider, account: str, send: bo
 
 def _widen_pipe(out: BinaryIO) -> None:
     """A larger pipe (Linux): fewer stalls while the parent is busy with Redis."""
+    try:
+        import fcntl  # not on Windows
+    except ImportError:
+        return
     set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
     if set_size is not None:
         with contextlib.suppress(OSError):  # above the system's maximum: keep the default

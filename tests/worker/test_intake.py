@@ -225,8 +225,36 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def test_ctrl_c_stops_the_command_and_its_reader(redis_url: str, tmp_path: Path) -> None:
-    path = month_end(tmp_path, 40_000, invalid=0)
+@pytest.fixture(scope="module")
+def big_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40,000 valid invoices, ~17 MB: several seconds of reading."""
+    return month_end(tmp_path_factory.mktemp("big"), 40_000, invalid=0)
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+async def test_the_reader_waits_while_nobody_reads(big_csv: Path) -> None:
+    reader = await FileReader.start(big_csv, provider=Provider.MAAST, account="default", send=False)
+    assert reader is not None
+    async with reader:
+        batches = reader.batches()
+        await anext(batches)
+        await asyncio.sleep(3)  # it fills the pipe and our read-ahead, then must block
+        before = _cpu_ticks(reader.process.pid)
+        await asyncio.sleep(1)
+        assert _cpu_ticks(reader.process.pid) - before <= 5  # ticks of 10 ms: idle
+        assert reader.process.returncode is None
+        count = 1
+        async for _ in batches:
+            count += 1
+    assert count * intake.ITEMS_PER_FRAME >= 40_000 and reader.process.returncode == 0
+
+
+def test_ctrl_c_stops_the_command_and_its_reader(redis_url: str, big_csv: Path) -> None:
+    path = big_csv
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAAST_", "STAX_"))}
     env["INVOICER_REDIS_URL"] = redis_url
     command = [sys.executable, "-m", "worker", "enqueue", str(path), "--provider", "maast"]
