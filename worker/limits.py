@@ -335,16 +335,17 @@ class ProviderLimiter:
                 return
             due_s = time.monotonic() + slot.wait_s
             await asyncio.sleep(slot.wait_s)
-            # A request sent well after its slot would bunch up with the
-            # on-time ones behind it (a busy event loop, a process starting):
-            # the provider counts arrivals, so a late slot is given up.
-            if time.monotonic() - due_s > LATE_TOLERANCE_S:
-                continue
             # A pause set while we slept (a 429, the failure budget spent by
             # another request) must stop this one too: Stax blocks the IP
             # after ten failures, whoever sent them.
             await self._check_pause()
-            return
+            # A request sent well after its slot would bunch up with the
+            # on-time ones behind it (a stalled event loop, a process
+            # starting): the provider counts arrivals, so a late slot is
+            # given up. Checked last, so no await stands between this check
+            # and the request leaving.
+            if time.monotonic() - due_s <= LATE_TOLERANCE_S:
+                return
 
     async def _check_pause(self) -> None:
         paused = _probe_reply(await self._probe_script(keys=[self._pause_key]))
