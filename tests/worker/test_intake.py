@@ -5,6 +5,7 @@ both processes; and the in-process fallback."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import os
 import pickle
@@ -77,10 +78,26 @@ async def snapshot(
     data = report.as_dict()
     data.pop("batch_id")
     assert progress and progress == sorted(progress)
-    names = [k.decode().replace(report.batch_id, "BATCH") for k in await redis.keys()]
-    if earlier_batch:
-        names = [n.replace(earlier_batch, "EARLIER") for n in names]
-    names.sort()
+
+    def masked(text: str) -> str:
+        text = text.replace(report.batch_id, "BATCH")
+        return text.replace(earlier_batch, "EARLIER") if earlier_batch else text
+
+    names = sorted(masked(k.decode()) for k in await redis.keys())
+    # Ledger records and dead letters field by field (times aside): same
+    # payloads, fingerprints, states, generations, field errors.
+    hashes = [n for n in names if n.startswith(("invoicer:ledger:", "invoicer:dlq:"))]
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in hashes:
+            pipe.hgetall(name.replace("BATCH", report.batch_id))
+        contents = await pipe.execute()
+    for name, content in zip(hashes, contents, strict=True):
+        fields = sorted(
+            f"{name} {k.decode()}={masked(v.decode())}"
+            for k, v in content.items()
+            if not k.endswith(b"_ms")
+        )
+        names += fields
     return data, names
 
 
@@ -101,6 +118,7 @@ async def test_same_report_with_duplicates_conflicts_and_invalid_rows(
 ) -> None:
     s = settings_for(redis_url)
     path = month_end(tmp_path, 3000)
+    with_provider_refusals(path)
     records = [r for r in read_invoices(path) if isinstance(r, Record)]
     same = [r.invoice for r in records[:300]]
     changed = [r.invoice.model_copy(update={"currency": "EUR"}) for r in records[300:350]]
@@ -120,6 +138,25 @@ async def test_same_report_with_duplicates_conflicts_and_invalid_rows(
     assert report["duplicates"] == 300
     assert len(report["conflicts"]) == 50  # type: ignore[arg-type]
     assert report["invalid"]
+    # Maast's own refusals are parked with the parsed invoice as payload.
+    parked = [
+        n for n in results[0][1] if n.startswith("invoicer:dlq:maast:X-") and " payload=" in n
+    ]
+    assert len(parked) == 2 and all('"number":"X-' in n for n in parked)
+
+
+def with_provider_refusals(path: Path) -> None:
+    """Append two invoices the model accepts and Maast refuses (quantity, number length)."""
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    header, last = rows[0], rows[-1]
+    quantity = header.index("quantity")
+    big = [*last]
+    big[0], big[quantity] = "X-BIG-QUANTITY", "1000"
+    long_number = [*last]
+    long_number[0] = "X-" + "9" * 30
+    with path.open("a", encoding="utf-8", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows([big, long_number])
 
 
 async def test_a_bad_header_raises_the_same_source_error(
