@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from jobs.money import Totals, compute_totals
 
@@ -31,8 +38,39 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
 
+def canonical(value: Decimal) -> Decimal:
+    """One spelling per amount (10, 10.0 and 10.00 are all 10; 1.50 is 1.5).
+
+    Equal content must give equal JSON, hence equal fingerprints: a
+    spreadsheet re-saved with trailing zeros is the same invoice, not a
+    conflict.
+    """
+    if value == value.to_integral_value():
+        try:
+            return value.quantize(_ONE)
+        except InvalidOperation:
+            raise ValueError("amount is too large") from None
+    return value.normalize()
+
+
+def cents(value: Decimal) -> Decimal:
+    """Money in one spelling, two places (10 and 10.0 are 10.00); no fractions of a cent."""
+    try:
+        exact = value.quantize(_CENT)
+    except InvalidOperation:
+        raise ValueError("amount is too large") from None
+    if exact != value:
+        raise ValueError("more than 2 decimal places")
+    return exact
+
+
+_ONE = Decimal(1)
+_CENT = Decimal("0.01")
 Text = Annotated[str, Field(min_length=1)]
-Amount = Annotated[Decimal, Field(allow_inf_nan=False)]
+Amount = Annotated[Decimal, Field(allow_inf_nan=False), AfterValidator(canonical)]
+"""A quantity or a rate."""
+Money = Annotated[Decimal, Field(allow_inf_nan=False), AfterValidator(cents)]
+"""Dollars and cents."""
 
 
 class Address(_Model):
@@ -72,16 +110,9 @@ class LineItem(_Model):
 
     description: Text
     quantity: Amount = Field(gt=0)
-    unit_price: Amount = Field(ge=0)
+    unit_price: Money = Field(ge=0)
     name: str | None = None
     """Short item name (Stax `item`); defaults to the description."""
-
-    @field_validator("unit_price")
-    @classmethod
-    def _cents_at_most(cls, value: Decimal) -> Decimal:
-        if value.as_tuple().exponent < -2:  # type: ignore[operator]
-            raise ValueError("unit price has more than 2 decimal places")
-        return value
 
 
 class Tax(_Model):
@@ -132,7 +163,7 @@ class Funding(_Model):
     """One split-funding leg (Stax): amounts must add up to the invoice total."""
 
     account_id: Text
-    amount: Amount = Field(gt=0)
+    amount: Money = Field(gt=0)
 
 
 class MaastExtras(_Model):

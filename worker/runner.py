@@ -40,6 +40,7 @@ from jobs.errors import (
 from jobs.models import Invoice, Provider
 from worker.backoff import retry_delay_s
 from worker.ledger import HeldEntry, LeaseLost
+from worker.observability import scrub
 from worker.runtime import Runtime
 
 log = logging.getLogger("invoicer.worker")
@@ -127,6 +128,9 @@ async def _run(runtime: Runtime, held: HeldEntry, *, job_try: int) -> JobResult:
         )
     except InvoiceError as error:
         return await _failed(runtime, held, error, job_try=job_try)
+    except Exception as bug:
+        await _park_after_bug(held, bug)
+        raise
     outcome: Outcome = "sent" if receipt.sent else "created"
     log.info(
         "%s %s id=%s %.2fs",
@@ -136,6 +140,15 @@ async def _run(runtime: Runtime, held: HeldEntry, *, job_try: int) -> JobResult:
         time.monotonic() - started,
     )
     return JobResult(outcome=outcome, invoice_key=held.invoice_key)
+
+
+async def _park_after_bug(held: HeldEntry, bug: Exception) -> None:
+    """A bug (ours, or a provider answer we cannot read) must not strand the
+    invoice: arq drops a job that raises. Park it for a person (in doubt when
+    a request may have left) and let arq, and so Sentry, see the exception."""
+    info = ErrorInfo(kind=type(bug).__name__, reason="unexpected", message=scrub(repr(bug))[:500])
+    log.error("dead %s unexpected %s", held.invoice_key, info.message)
+    await held.dead_letter(info, attempts=held.failures + 1, exhausted=False)
 
 
 async def _failed(

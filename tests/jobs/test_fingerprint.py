@@ -50,9 +50,10 @@ def test_different_content_different_fingerprint(changes: dict[str, object]) -> 
     assert _invoice(**changes).fingerprint() != _invoice().fingerprint()
 
 
-def test_decimal_scale_is_content() -> None:
-    # "10.5" and "10.50" are equal numbers but not the same text sent to a
-    # provider: as before, they hash differently.
+def test_decimal_scale_is_not_content() -> None:
+    # "10.5" and "10.50" are the same amount: the model keeps one spelling, so
+    # a re-saved spreadsheet is a duplicate, not a conflict.
     a = _invoice(lines=[{"description": "W", "quantity": "1", "unit_price": Decimal("10.5")}])
-    b = _invoice(lines=[{"description": "W", "quantity": "1", "unit_price": Decimal("10.50")}])
-    assert a.fingerprint() != b.fingerprint()
+    b = _invoice(lines=[{"description": "W", "quantity": "1.0", "unit_price": Decimal("10.50")}])
+    assert a == b
+    assert a.fingerprint() == b.fingerprint()

@@ -459,12 +459,6 @@ class BuggyProvider(FakeProvider):
         raise KeyError("provider_id")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG worker/runner.py _run catches only InvoiceError: a bug leaves the record "
-    "`sending` with no lease, and arq then drops the job: the invoice is stranded "
-    "(DESIGN 4.3: dead-letter with reason unexpected, then re-raise)",
-)
 async def test_a_bug_is_raised_and_the_invoice_is_not_stranded(rig: Rig) -> None:
     buggy = BuggyProvider(Provider.MAAST)
     rig.runtime.providers[Provider.MAAST] = buggy
