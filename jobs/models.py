@@ -45,6 +45,9 @@ def canonical(value: Decimal) -> Decimal:
     spreadsheet re-saved with trailing zeros is the same invoice, not a
     conflict.
     """
+    exponent = value.as_tuple().exponent
+    if exponent == 0:  # the common case, "3": already canonical
+        return value
     if value == value.to_integral_value():
         try:
             return value.quantize(_ONE)
@@ -55,6 +58,8 @@ def canonical(value: Decimal) -> Decimal:
 
 def cents(value: Decimal) -> Decimal:
     """Money in one spelling, two places (10 and 10.0 are 10.00); no fractions of a cent."""
+    if value.as_tuple().exponent == -2:  # the common case, "12.50": already canonical
+        return value
     try:
         exact = value.quantize(_CENT)
     except InvalidOperation:
@@ -197,7 +202,7 @@ class Invoice(_Model):
     payment: PaymentOptions = PaymentOptions()
     send: bool = False
     """Send to the customer once created, instead of leaving a draft."""
-    funding: list[Funding] = []
+    funding: list[Funding] = Field(default_factory=list)
     maast: MaastExtras = MaastExtras()
     stax: StaxExtras = StaxExtras()
 

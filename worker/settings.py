@@ -72,7 +72,7 @@ class Settings(_Frozen):
     lease_s: float = Field(default=10.0, gt=0)
     """How long a worker's hold on a job lasts without a heartbeat."""
     poll_delay_s: float = Field(default=0.02, gt=0)
-    concurrency: int = Field(default=50, gt=0)
+    concurrency: int = Field(default=100, gt=0)
     shutdown_wait_s: int = Field(default=30, ge=0)
     sentry_dsn: SecretStr | None = None
     web_token: SecretStr | None = None
