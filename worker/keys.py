@@ -64,6 +64,10 @@ class Keys:
         """Sorted set: the invoice keys of a batch, scored by enqueue order."""
         return f"{self.prefix}batch:{batch_id}:members"
 
+    def batch_sequence(self, batch_id: str) -> str:
+        """Counter: the enqueue order of a batch's members (their score)."""
+        return f"{self.prefix}batch:{batch_id}:seq"
+
     def batches(self) -> str:
         """Sorted set: batch ids scored by creation time (ms)."""
         return f"{self.prefix}batches"

@@ -123,11 +123,6 @@ async def test_pages_cover_every_member_with_flat_reads(
     assert seen_pages == [5, 5, 5, 5, 3]
 
 
-@pytest.mark.xfail(
-    reason="enqueue.lua scores batch members by enqueue ms: invoices enqueued in the same"
-    " millisecond sort by key, not by enqueue order (needs a per-batch sequence score)",
-    strict=False,
-)
 async def test_rows_in_enqueue_order(redis_client: aioredis.Redis) -> None:
     # Not alphabetical: the order must come from enqueueing, not from names.
     numbers = [f"{chr(ord('Z') - i % 26)}-{i}" for i in range(23)]

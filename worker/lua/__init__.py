@@ -48,6 +48,7 @@ def script_env(keys: Keys, job_function: str = JOB_FUNCTION) -> str:
         "history": _template(keys.history(_HOLE)),
         "batch": _template(keys.batch(_HOLE)),
         "members": _template(keys.batch_members(_HOLE)),
+        "batch_seq": _template(keys.batch_sequence(_HOLE)),
         "dead_letter": _template(keys.dead_letter(_HOLE)),
         "job_id": [before, after[:-1]],
         "totals": keys.totals(),

@@ -25,7 +25,10 @@ end
 local function join(batch, state, ik)
   count(batch, state, 1)
   count(batch, 'total', 1)
-  redis.call('ZADD', key(E.members, batch), NOW, ik)
+  -- Scored by a per-batch sequence, not the time: many invoices join in the
+  -- same millisecond, and the report lists them in the order they came.
+  local seq = redis.call('INCR', key(E.batch_seq, batch))
+  redis.call('ZADD', key(E.members, batch), seq, ik)
 end
 
 local function leave(batch, state, ik)
