@@ -21,8 +21,7 @@ from jobs.providers.sandbox.client import SandboxClient
 from jobs.providers.sandbox.config import DEFAULT_MAAST_KEY
 from jobs.sources import read_invoices
 from worker import api
-from worker.app import serialize_job
-from worker.enqueue import EnqueueReport
+from worker.enqueue import EnqueueReport, serialize_job
 from worker.keys import Keys
 from worker.settings import Settings, load_settings
 
