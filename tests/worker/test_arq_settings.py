@@ -11,35 +11,19 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from jobs.models import Provider
 from jobs.providers.sandbox.client import SandboxClient
-from jobs.providers.sandbox.config import SandboxConfig
-from jobs.providers.sandbox.server import running_sandbox
-from tests.worker.test_end_to_end import ROOT, enqueue, invoice, worker_env
+from tests.worker.support import ROOT, enqueue, invoice, worker_env
 from worker.keys import ARQ_JOB, Keys, invoice_key
 from worker.ledger import Ledger, State
 from worker.runner import JOB_FUNCTION
 
 pytestmark = pytest.mark.slow
 KEYS = Keys()
-
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox(SandboxConfig()) as url:
-        yield url
-
-
-@pytest.fixture
-async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxClient]:
-    async with SandboxClient(sandbox_url) as client:
-        await client.reset()
-        yield client
 
 
 async def run_arq(env: dict[str, str], settings_class: str) -> None:

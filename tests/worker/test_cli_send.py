@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,7 +19,6 @@ from typer.testing import CliRunner, Result
 
 from jobs.providers.sandbox.client import SandboxClient
 from jobs.providers.sandbox.config import DEFAULT_MAAST_KEY, DEFAULT_STAX_KEY, SandboxConfig
-from jobs.providers.sandbox.server import running_sandbox
 from worker.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,12 +26,6 @@ SMALL_CSV = ROOT / "samples" / "small.csv"
 SMALL_NUMBERS = [f"INV-S-{i:04d}" for i in range(1, 6)]
 HEADER = "invoice_number,customer_id,customer_first_name,customer_last_name,customer_email,"
 HEADER += "description,quantity,unit_price\n"
-
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox(SandboxConfig()) as url:
-        yield url
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,27 +13,12 @@ from typer.testing import CliRunner, Result
 
 from jobs.models import Provider
 from jobs.providers.sandbox.client import SandboxClient
-from jobs.providers.sandbox.config import SandboxConfig
-from jobs.providers.sandbox.server import running_sandbox
-from tests.worker.test_end_to_end import enqueue, invoice, start_worker, wait_all, worker_env
+from tests.worker.support import enqueue, invoice, start_worker, wait_all, worker_env
 from worker.cli import app
 from worker.keys import Keys, invoice_key
 from worker.ledger import Ledger, State
 
 KEYS = Keys()
-
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox(SandboxConfig()) as url:
-        yield url
-
-
-@pytest.fixture
-async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxClient]:
-    async with SandboxClient(sandbox_url) as client:
-        await client.reset()
-        yield client
 
 
 async def invoke(env: dict[str, str | None], *args: str) -> Result:

@@ -10,115 +10,24 @@ counters agree with the ledger.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from datetime import date
-from decimal import Decimal
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from jobs.models import Customer, Invoice, LineItem, Provider
+from jobs.models import Provider
 from jobs.providers.sandbox.client import SandboxClient
 from jobs.providers.sandbox.config import (
-    DEFAULT_MAAST_KEY,
-    DEFAULT_STAX_KEY,
     Faults,
     SandboxConfig,
 )
-from jobs.providers.sandbox.server import running_sandbox
-from jobs.sources import RecordError
-from worker import api
+from tests.worker.support import enqueue, invoice, settings_of, start_worker, wait_all, worker_env
 from worker.dead_letter import DeadLetters
-from worker.enqueue import EnqueueReport
 from worker.keys import Keys, invoice_key
 from worker.ledger import Ledger, State
-from worker.settings import Settings, load_settings
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox(SandboxConfig()) as url:
-        yield url
-
-
-@pytest.fixture
-async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxClient]:
-    async with SandboxClient(sandbox_url) as client:
-        await client.reset()
-        yield client
-
-
-def worker_env(redis_url: str, sandbox_url: str, **extra: str) -> dict[str, str]:
-    """The environment of a worker process pointed at the test Redis and sandbox."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAAST_", "STAX_"))}
-    env.update(
-        INVOICER_REDIS_URL=redis_url,
-        MAAST_BASE_URL=sandbox_url,
-        MAAST_API_KEY=DEFAULT_MAAST_KEY,
-        STAX_BASE_URL=sandbox_url,
-        STAX_API_KEY=DEFAULT_STAX_KEY,
-        INVOICER_LEASE_S="2",
-        INVOICER_READ_TIMEOUT_S="0.5",
-        INVOICER_BACKOFF_BASE_S="0.05",
-        INVOICER_BACKOFF_CAP_S="0.5",
-        INVOICER_SHUTDOWN_WAIT_S="5",
-        PYTHONPATH=str(ROOT),
-    )
-    env.update(extra)
-    return env
-
-
-def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "worker", "worker", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-def wait_all(workers: list[subprocess.Popen[bytes]], timeout_s: float) -> None:
-    for w in workers:
-        try:
-            _, err = w.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            w.kill()
-            _, err = w.communicate()
-            pytest.fail(f"worker did not finish in {timeout_s}s:\n{err.decode()[-3000:]}")
-        assert w.returncode == 0, err.decode()[-3000:]
-
-
-def invoice(number: str, customer: str = "CUST0001", quantity: int = 1) -> Invoice:
-    return Invoice(
-        number=number,
-        customer=Customer(id=customer, first_name="Ada", last_name="Lovelace", email="a@x.io"),
-        lines=[
-            LineItem(
-                description="Consulting", quantity=Decimal(quantity), unit_price=Decimal("12.50")
-            )
-        ],
-        invoice_date=date(2026, 10, 31),
-    )
-
-
-async def enqueue(
-    env: dict[str, str], items: list[Invoice | RecordError], provider: Provider
-) -> EnqueueReport:
-    settings = load_settings(env, env_file=None)
-    return await api.enqueue_invoices(items, provider=provider, batch="e2e", settings=settings)
-
-
-def settings_of(env: dict[str, str]) -> Settings:
-    return load_settings(env, env_file=None)
 
 
 async def assert_counters_match_ledger(

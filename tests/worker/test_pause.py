@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -22,9 +21,7 @@ from typer.testing import CliRunner, Result
 
 from jobs.models import Provider
 from jobs.providers.sandbox.client import SandboxClient
-from jobs.providers.sandbox.config import SandboxConfig
-from jobs.providers.sandbox.server import running_sandbox
-from tests.worker.test_end_to_end import enqueue, invoice, start_worker, wait_all, worker_env
+from tests.worker.support import enqueue, invoice, start_worker, wait_all, worker_env
 from worker.cli import app
 from worker.dead_letter import DeadLetters
 from worker.keys import Keys, invoice_key
@@ -35,19 +32,6 @@ KEYS = Keys()
 BAD_KEY = "not-the-maast-key-5150"
 REPORTED = "paused until resumed by hand"
 """The ERROR line of worker/limits.py, logged by the first process to see the 401."""
-
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox(SandboxConfig()) as url:
-        yield url
-
-
-@pytest.fixture
-async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxClient]:
-    async with SandboxClient(sandbox_url) as client:
-        await client.reset()
-        yield client
 
 
 async def invoke(redis_url: str, *args: str) -> Result:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -21,9 +20,8 @@ from typer.testing import CliRunner, Result
 
 from jobs.models import Invoice, Provider
 from jobs.providers.sandbox.client import SandboxClient
-from jobs.providers.sandbox.config import Faults, SandboxConfig
-from jobs.providers.sandbox.server import running_sandbox
-from tests.worker.test_end_to_end import invoice, settings_of, start_worker, wait_all, worker_env
+from jobs.providers.sandbox.config import Faults
+from tests.worker.support import invoice, settings_of, start_worker, wait_all, worker_env
 from worker import api
 from worker.cli import app
 from worker.keys import Keys, invoice_key
@@ -33,19 +31,6 @@ pytestmark = pytest.mark.slow
 KEYS = Keys()
 HEADER = "invoice_number,customer_id,customer_first_name,customer_last_name,customer_email,"
 HEADER += "description,quantity,unit_price\n"
-
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox(SandboxConfig()) as url:
-        yield url
-
-
-@pytest.fixture
-async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxClient]:
-    async with SandboxClient(sandbox_url) as client:
-        await client.reset()
-        yield client
 
 
 async def recipients(sandbox_url: str, provider: str) -> dict[str, list[object]]:

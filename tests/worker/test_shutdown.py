@@ -13,16 +13,15 @@ import asyncio
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from jobs.models import Provider
 from jobs.providers.sandbox.client import SandboxClient
-from jobs.providers.sandbox.config import Faults, SandboxConfig
-from jobs.providers.sandbox.server import running_sandbox
-from tests.worker.test_end_to_end import enqueue, invoice, start_worker, wait_all, worker_env
+from jobs.providers.sandbox.config import Faults
+from tests.worker.support import enqueue, invoice, start_worker, wait_all, worker_env
 from worker.keys import Keys, invoice_key
 from worker.ledger import Ledger, State
 
@@ -31,12 +30,6 @@ KEYS = Keys()
 LATENCY_MS = 1000
 MARGIN_S = 3.0
 """Start-up of the event loop's shutdown path and process exit, on a busy machine."""
-
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox(SandboxConfig()) as url:
-        yield url
 
 
 @pytest.fixture
