@@ -33,6 +33,8 @@ from jobs.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from jobs.models import Invoice
+from jobs.ports import PreparedRequest
 
 DEFAULT_RETRY_AFTER_S = 60.0
 """Wait this long after a 429 that names no delay."""
@@ -393,8 +395,49 @@ class HttpProvider:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
 
-    def _headers(self, *, redacted: bool = False) -> dict[str, str]:
+    name: str
+    """The provider's name in messages ("Maast")."""
+    create_path: str
+    """Where invoices are created (and, for both providers, listed)."""
+
+    def _authorization(self, *, redacted: bool) -> str:
+        """The `Authorization` header; the key shown as `***` when `redacted`."""
         raise NotImplementedError
+
+    def _problems(self, invoice: Invoice) -> Sequence[FieldError]:
+        """What the provider is known to reject in `invoice` (local rules)."""
+        raise NotImplementedError
+
+    def _create_body(self, invoice: Invoice) -> dict[str, object]:
+        """The create request's JSON body."""
+        raise NotImplementedError
+
+    def _headers(self, *, redacted: bool = False) -> dict[str, str]:
+        return {
+            "Authorization": self._authorization(redacted=redacted),
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
+
+    def validate(self, invoice: Invoice) -> None:
+        """Refuse locally what the provider would reject (all problems at once).
+
+        A refused request is worse than a wasted one: Stax blocks the IP
+        after ten in a minute.
+
+        Raises:
+            InvoiceInvalid: one `FieldError` per problem.
+        """
+        refuse_problems(invoice.number, self._problems(invoice), self.name)
+
+    def prepare_create(self, invoice: Invoice) -> PreparedRequest:
+        """The exact create request, with the key shown as `***`."""
+        return PreparedRequest(
+            method="POST",
+            url=self._url(self.create_path),
+            headers=self._headers(redacted=True),
+            json=self._create_body(invoice),
+        )
 
     def _url(self, path: str) -> str:
         return self._base_url + path

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import httpx2 as httpx
@@ -27,7 +27,6 @@ from jobs.errors import (
     RateLimited,
 )
 from jobs.models import Invoice, InvoiceReceipt, Provider
-from jobs.ports import PreparedRequest
 from jobs.providers.base import (
     HttpProvider,
     JsonBody,
@@ -38,7 +37,6 @@ from jobs.providers.base import (
     field_errors_from,
     lookup,
     make_error,
-    refuse_problems,
 )
 from jobs.providers.maast_body import (
     CURRENCY_CODES,
@@ -152,30 +150,17 @@ class MaastProvider(HttpProvider):
 
     provider = Provider.MAAST
 
-    def _headers(self, *, redacted: bool = False) -> dict[str, str]:
-        token = "***" if redacted else basic_token(self.config.api_key)
-        return {
-            "Authorization": f"Basic {token}",
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-        }
+    name = "Maast"
+    create_path = CREATE_PATH
 
-    def validate(self, invoice: Invoice) -> None:
-        """Refuse locally what Maast would reject (all problems at once).
+    def _authorization(self, *, redacted: bool) -> str:
+        return "Basic " + ("***" if redacted else basic_token(self.config.api_key))
 
-        Raises:
-            InvoiceInvalid: one `FieldError` per problem.
-        """
-        refuse_problems(invoice.number, invoice_problems(invoice), "Maast")
+    def _problems(self, invoice: Invoice) -> Sequence[FieldError]:
+        return invoice_problems(invoice)
 
-    def prepare_create(self, invoice: Invoice) -> PreparedRequest:
-        """The exact create request, with the key shown as `Basic ***`."""
-        return PreparedRequest(
-            method="POST",
-            url=self._url(CREATE_PATH),
-            headers=self._headers(redacted=True),
-            json=request_from_invoice(invoice),
-        )
+    def _create_body(self, invoice: Invoice) -> dict[str, object]:
+        return request_from_invoice(invoice)
 
     async def create(self, invoice: Invoice) -> InvoiceReceipt:
         """Create a draft (status SAVED); Maast never sends on create."""

@@ -11,13 +11,14 @@ re-exported here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import httpx2 as httpx
 
 from jobs.errors import (
     ConfigurationError,
+    FieldError,
     InvoiceError,
     InvoiceRejected,
     OutcomeUnknown,
@@ -25,7 +26,6 @@ from jobs.errors import (
     RateLimited,
 )
 from jobs.models import Invoice, InvoiceReceipt, Provider
-from jobs.ports import PreparedRequest
 from jobs.providers.base import (
     HttpProvider,
     Operation,
@@ -36,7 +36,6 @@ from jobs.providers.base import (
     loads,
     lookup,
     make_error,
-    refuse_problems,
 )
 from jobs.providers.stax_body import (
     MAX_META_CHARS,
@@ -129,30 +128,17 @@ class StaxProvider(HttpProvider):
 
     provider = Provider.STAX
 
-    def _headers(self, *, redacted: bool = False) -> dict[str, str]:
-        token = "***" if redacted else self.config.api_key
-        return {
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
-            "Content-Type": "application/json",
-        }
+    name = "Stax"
+    create_path = CREATE_PATH
 
-    def validate(self, invoice: Invoice) -> None:
-        """Refuse locally what Stax would reject: a refusal there costs IP budget.
+    def _authorization(self, *, redacted: bool) -> str:
+        return "Bearer " + ("***" if redacted else self.config.api_key)
 
-        Raises:
-            InvoiceInvalid: one `FieldError` per problem.
-        """
-        refuse_problems(invoice.number, invoice_problems(invoice), "Stax")
+    def _problems(self, invoice: Invoice) -> Sequence[FieldError]:
+        return invoice_problems(invoice)
 
-    def prepare_create(self, invoice: Invoice) -> PreparedRequest:
-        """The exact create request, with the key shown as `Bearer ***`."""
-        return PreparedRequest(
-            method="POST",
-            url=self._url(CREATE_PATH),
-            headers=self._headers(redacted=True),
-            json=request_from_invoice(invoice),
-        )
+    def _create_body(self, invoice: Invoice) -> dict[str, object]:
+        return request_from_invoice(invoice)
 
     async def create(self, invoice: Invoice) -> InvoiceReceipt:
         """Create the invoice: a DRAFT, or SENT when `invoice.send` asks for it."""
