@@ -36,6 +36,7 @@ from jobs.errors import ConfigurationError, InvoiceError, RateLimited
 from jobs.models import Provider
 from jobs.ports import Limiter
 from worker.keys import Keys
+from worker.lua import limit_source
 from worker.settings import ProviderSettings
 
 log = logging.getLogger("invoicer.limits")
@@ -46,99 +47,22 @@ SAFETY = 0.02
 """Slots are spaced 2% wider than the limit: the provider's clock and our
 sleeps are not exact, and going over costs a 429 (or an hour's block)."""
 PAUSE_RECHECK_S = 5.0
+"""How soon a job turned away by a pause with no end should come back."""
 LATE_TOLERANCE_S = 0.01
 """How late after its slot a request may still leave (see `acquire`)."""
-"""How soon a job turned away by a pause with no end should come back."""
 LOCAL_PAUSE_CACHE_S = 1.0
 """A seen pause is trusted locally this long, so a paused process does not ask
 Redis for every job; short, so a hand `resume` is noticed within a second."""
 MIN_PAUSE_S = 1.0
 """A 429 without a usable Retry-After still pauses this long."""
 
-# Shared by the scripts below: Redis's clock, and a pause that never shortens.
-# `ttl_ms < 0` pauses until resumed by hand. Returns 0 (unchanged: an equal
-# or longer pause holds), 1 (newly paused) or 2 (an existing pause lengthened).
-_LUA_PRELUDE = """
-local t = redis.call('TIME')
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local now_ms = math.floor(now_us / 1000)
-local function pause(key, reason, ttl_ms)
-  local pttl = redis.call('PTTL', key)
-  if pttl == -1 then return 0 end
-  if ttl_ms >= 0 and pttl >= ttl_ms then return 0 end
-  local until_ms = 'null'
-  if ttl_ms >= 0 then until_ms = string.format('%d', now_ms + ttl_ms) end
-  local value = '{"reason":' .. cjson.encode(reason) .. ',"set_at_ms":'
-    .. string.format('%d', now_ms) .. ',"until_ms":' .. until_ms .. '}'
-  if ttl_ms >= 0 then
-    redis.call('SET', key, value, 'PX', ttl_ms)
-  else
-    redis.call('SET', key, value)
-  end
-  if pttl == -2 then return 1 end
-  return 2
-end
-"""
-
-# KEYS: pause. ARGV: reason, ttl_ms (-1: until resumed).
-_PAUSE_LUA = _LUA_PRELUDE + "return pause(KEYS[1], ARGV[1], tonumber(ARGV[2]))"
-
-# KEYS: pause. Returns {pttl, now_ms, value}; pttl -2 means not paused.
-_PROBE_LUA = (
-    _LUA_PRELUDE + "return {redis.call('PTTL', KEYS[1]), now_ms, redis.call('GET', KEYS[1])}"
-)
-
-# KEYS: pause, tat. ARGV: interval_us, max_wait_us.
-# Returns {1, wait_us, slot_us} (reserved), {0, wait_us, slot_us} (too far:
-# nothing reserved) or {-1, pttl, value, now_ms} (paused: nothing reserved).
-# No burst: a slot is never earlier than the previous slot + one interval.
-_RESERVE_LUA = (
-    _LUA_PRELUDE
-    + """
-local pttl = redis.call('PTTL', KEYS[1])
-if pttl ~= -2 then return {-1, pttl, redis.call('GET', KEYS[1]), now_ms} end
-local interval = tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
-local slot = math.max(tat, now_us)
-local wait = slot - now_us
-if wait > tonumber(ARGV[2]) then return {0, wait, slot} end
-local next_tat = slot + interval
-redis.call('SET', KEYS[2], string.format('%d', next_tat),
-  'PX', math.ceil((next_tat - now_us) / 1000) + 1000)
-return {1, wait, slot}
-"""
-)
-
-# KEYS: failures, pause. ARGV: limit (0: none), window_ms, member, reason.
-# Counts one failure; when the window holds `limit`, pauses until the oldest
-# failure leaves it. Returns {count, pause_result, pause_ttl_ms}.
-_FAILURE_LUA = (
-    _LUA_PRELUDE
-    + """
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - window)
-redis.call('ZADD', KEYS[1], now_ms, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], window)
-local count = redis.call('ZCARD', KEYS[1])
-local limit = tonumber(ARGV[1])
-if limit <= 0 or count < limit then return {count, 0, 0} end
-local oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
-local ttl = math.max(1, oldest + window - now_ms)
-return {count, pause(KEYS[2], ARGV[4], ttl), ttl}
-"""
-)
-
-# KEYS: failures, tat, pause. ARGV: window_ms.
-# Returns {now_us, failures_in_window, tat_us, pause_pttl}.
-_BUDGET_LUA = (
-    _LUA_PRELUDE
-    + """
-local failures = redis.call('ZCOUNT', KEYS[1], now_ms - tonumber(ARGV[1]) + 1, '+inf')
-local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
-return {string.format('%d', now_us), failures, string.format('%d', tat),
-  redis.call('PTTL', KEYS[3])}
-"""
-)
+# The scripts live in worker/lua/limit_*.lua (see each file's header for its
+# KEYS, ARGV and reply); all share worker/lua/limit_common.lua.
+_PAUSE_LUA = limit_source("pause")
+_PROBE_LUA = limit_source("probe")
+_RESERVE_LUA = limit_source("reserve")
+_FAILURE_LUA = limit_source("failure")
+_BUDGET_LUA = limit_source("budget")
 
 
 @dataclass(frozen=True)

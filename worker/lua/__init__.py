@@ -1,7 +1,8 @@
-"""The Lua scripts behind every ledger change, and the key names they use.
+"""The Lua scripts behind every ledger change and every limiter decision.
 
 Each `.lua` file here is one atomic transition; `common.lua` is prepended to
-each of them (Redis scripts cannot import). Key formats stay in
+each ledger script and `limit_common.lua` to each limiter script
+(`limit_*.lua`, used by `worker.limits`): Redis scripts cannot import. Key formats stay in
 `worker.keys.Keys`: `script_env` turns them into templates the scripts fill
 in, passed as the first argument of every call, so no key name is spelled
 twice. This module only loads, registers and calls scripts (`ScriptBatch`
@@ -61,6 +62,13 @@ def script_env(keys: Keys, job_function: str = JOB_FUNCTION) -> str:
         "fn": job_function,
     }
     return json.dumps(env, separators=(",", ":"))
+
+
+def limit_source(name: str) -> str:
+    """The full text of limiter script `limit_<name>.lua` (its prelude included)."""
+    folder = resources.files(__name__)
+    common = folder.joinpath("limit_common.lua").read_text(encoding="utf-8")
+    return common + "\n" + folder.joinpath(f"limit_{name}.lua").read_text(encoding="utf-8")
 
 
 def source(name: str) -> str:
