@@ -62,14 +62,6 @@ class JobResult(TypedDict):
     invoice_key: str
 
 
-class WorkerContext(TypedDict, total=False):
-    """The parts of arq's job context this module reads."""
-
-    runtime: Runtime
-    job_id: str
-    job_try: int
-
-
 async def create_invoice_job(ctx: dict[str, Any], invoice_key: str) -> JobResult:
     """arq job: create (and perhaps send) one invoice, exactly once."""
     runtime: Runtime = ctx["runtime"]
