@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from jobs.providers.sandbox.client import SandboxClient
+from jobs.providers.sandbox.config import SandboxConfig
+from jobs.providers.sandbox.server import running_sandbox
 from worker import embedded
 
 
@@ -38,3 +41,20 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.flushdb()
     yield client
     await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def sandbox_url() -> Iterator[str]:
+    """A provider sandbox over real HTTP, one per test module (a subprocess)."""
+    with running_sandbox(SandboxConfig()) as url:
+        yield url
+
+
+@pytest.fixture
+async def sandbox(sandbox_url: str) -> AsyncIterator[SandboxClient]:
+    """A client on the module's sandbox, emptied and back to its defaults, so
+    tests never see each other's invoices, limits or faults."""
+    async with SandboxClient(sandbox_url) as client:
+        await client.configure(SandboxConfig())
+        await client.reset()
+        yield client
