@@ -91,7 +91,8 @@ async def test_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(
     redis_url: str, redis_client: aioredis.Redis, sandbox: SandboxClient, sandbox_url: str
 ) -> None:
     # Given slow provider calls, so a worker dies with requests in flight,
-    await sandbox.set_faults(Faults(latency_ms=400))
+    # (jittered, so requests do not start and end in waves the kill could fall between)
+    await sandbox.set_faults(Faults(latency_ms=500, latency_jitter_ms=500))
     env = worker_env(redis_url, sandbox_url, INVOICER_READ_TIMEOUT_S="5")
     valid = [invoice(f"KILL-{i:04d}") for i in range(80)]
     report = await enqueue(env, list(valid), Provider.MAAST)
@@ -132,11 +133,14 @@ async def test_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(
 async def _in_flight(
     redis: aioredis.Redis, keys: Keys, batch: str, sandbox: SandboxClient, *, at_least_created: int
 ) -> bool:
-    """Some invoices were created and some create requests are on their way now."""
-    sending = await redis.hget(keys.batch(batch), State.SENDING.value)  # type: ignore[misc]
-    if int(sending or 0) < 5:
+    """Some invoices were created and, as of now, some create requests are on their way.
+
+    The `sending` count is read last, so the caller kills right after it.
+    """
+    if len(await sandbox.created_counts("maast")) < at_least_created:
         return False
-    return len(await sandbox.created_counts("maast")) >= at_least_created
+    sending = await redis.hget(keys.batch(batch), State.SENDING.value)  # type: ignore[misc]
+    return int(sending or 0) >= 5
 
 
 async def test_three_workers_share_one_rate_limit(
