@@ -21,8 +21,8 @@ demo: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check jobs worker tests bench
-	$(BIN)/ruff format --check jobs worker tests bench
+	$(BIN)/ruff check jobs sandbox worker tests bench
+	$(BIN)/ruff format --check jobs sandbox worker tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

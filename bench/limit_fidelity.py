@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from bench import pipeline
 from bench.common import Bench, Goal, sample_csv
-from jobs.providers.sandbox.config import Faults, SandboxConfig
-from jobs.providers.sandbox.server import running_sandbox
+from sandbox.config import Faults, SandboxConfig
+from sandbox.server import running_sandbox
 
 LIMIT_PER_S = 50
 PROCESSES = 4

@@ -14,8 +14,8 @@ from __future__ import annotations
 from bench import pipeline
 from bench.child import NOOP_FUNCTION
 from bench.common import Bench, Goal, median, sample_csv, spawn
-from jobs.providers.sandbox.config import SandboxConfig
-from jobs.providers.sandbox.server import running_sandbox
+from sandbox.config import SandboxConfig
+from sandbox.server import running_sandbox
 
 INVOICES = 3_000
 REPEATS = 3

@@ -22,9 +22,9 @@ import redis.asyncio as aioredis
 from bench import pipeline
 from bench.common import Bench, Goal, percentile, sample_csv, spawn, stop
 from jobs.models import Invoice, Provider
-from jobs.providers.sandbox.config import SandboxConfig
-from jobs.providers.sandbox.server import running_sandbox
 from jobs.sources import Record, read_invoices
+from sandbox.config import SandboxConfig
+from sandbox.server import running_sandbox
 from worker import api
 from worker.keys import Keys, invoice_key
 from worker.settings import Settings

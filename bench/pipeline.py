@@ -17,9 +17,9 @@ from arq.connections import RedisSettings, create_pool
 
 from bench.common import Bench, maast_epoch_s, spawn
 from jobs.models import Provider
-from jobs.providers.sandbox.client import SandboxClient
-from jobs.providers.sandbox.config import DEFAULT_MAAST_KEY
 from jobs.sources import read_invoices
+from sandbox.client import SandboxClient
+from sandbox.config import DEFAULT_MAAST_KEY
 from worker import api
 from worker.enqueue import EnqueueReport, serialize_job
 from worker.keys import Keys

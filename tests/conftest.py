@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from jobs.providers.sandbox.client import SandboxClient
-from jobs.providers.sandbox.config import SandboxConfig
-from jobs.providers.sandbox.server import running_sandbox
+from sandbox.client import SandboxClient
+from sandbox.config import SandboxConfig
+from sandbox.server import running_sandbox
 from worker import embedded
 
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx2
 import pytest
 
-from jobs.providers.sandbox import DEFAULT_MAAST_KEY, DEFAULT_STAX_KEY, SandboxClient
+from sandbox import DEFAULT_MAAST_KEY, DEFAULT_STAX_KEY, SandboxClient
 
 MAAST_AUTH = {
     "authorization": "Basic " + base64.b64encode(f":{DEFAULT_MAAST_KEY}".encode()).decode()

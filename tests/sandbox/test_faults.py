@@ -15,7 +15,7 @@ import httpx2
 import pytest
 from httpx_aiohttp.httpx2 import AiohttpTransport
 
-from jobs.providers.sandbox import Faults, FaultSpec, SandboxClient
+from sandbox import Faults, FaultSpec, SandboxClient
 from tests.sandbox.conftest import MAAST_AUTH, STAX_AUTH
 
 STAX_BODY = {"customer_id": "c", "url": "https://x/", "total": 5, "meta": {"reference": "R-1"}}

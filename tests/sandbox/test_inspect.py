@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx2
 
-from jobs.providers.sandbox import SandboxClient, SandboxConfig, running_sandbox
+from sandbox import SandboxClient, SandboxConfig, running_sandbox
 from tests.sandbox.conftest import MAAST_AUTH, STAX_AUTH
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx2
 
-from jobs.providers.sandbox import SandboxClient, SandboxConfig
+from sandbox import SandboxClient, SandboxConfig
 from tests.sandbox.conftest import MAAST_AUTH
 
 SEED_BODY = json.loads((Path(__file__).parent / "maast_seed_body.json").read_text())

@@ -6,11 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from jobs.providers.sandbox.config import Faults, FaultSpec
-from jobs.providers.sandbox.faults import FaultInjector
-from jobs.providers.sandbox.limits import IpLimiter
-from jobs.providers.sandbox.maast_rules import check_create
-from jobs.providers.sandbox.wire import encode
+from sandbox.config import Faults, FaultSpec
+from sandbox.faults import FaultInjector
+from sandbox.limits import IpLimiter
+from sandbox.maast_rules import check_create
+from sandbox.wire import encode
 
 
 def test_encode_keeps_decimal_digits() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx2
 
-from jobs.providers.sandbox import SandboxClient, SandboxConfig
+from sandbox import SandboxClient, SandboxConfig
 from tests.sandbox.conftest import MAAST_AUTH, STAX_AUTH
 
 URL = "https://app.staxpayments.com/#/bill/"

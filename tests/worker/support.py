@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from jobs.models import Customer, Invoice, LineItem, Provider
-from jobs.providers.sandbox.config import DEFAULT_MAAST_KEY, DEFAULT_STAX_KEY
 from jobs.sources import RecordError
+from sandbox.config import DEFAULT_MAAST_KEY, DEFAULT_STAX_KEY
 from worker import api
 from worker.enqueue import EnqueueReport
 from worker.settings import Settings, load_settings

@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from jobs.models import Provider
-from jobs.providers.sandbox.client import SandboxClient
+from sandbox.client import SandboxClient
 from tests.worker.support import ROOT, enqueue, invoice, worker_env
 from worker.keys import ARQ_JOB, Keys, invoice_key
 from worker.ledger import Ledger, State

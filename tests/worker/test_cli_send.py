@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from jobs.providers.sandbox.client import SandboxClient
-from jobs.providers.sandbox.config import DEFAULT_MAAST_KEY, DEFAULT_STAX_KEY, SandboxConfig
+from sandbox.client import SandboxClient
+from sandbox.config import DEFAULT_MAAST_KEY, DEFAULT_STAX_KEY, SandboxConfig
 from worker.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]

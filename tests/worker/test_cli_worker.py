@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from typer.testing import CliRunner, Result
 
 from jobs.models import Provider
-from jobs.providers.sandbox.client import SandboxClient
+from sandbox.client import SandboxClient
 from tests.worker.support import enqueue, invoice, start_worker, wait_all, worker_env
 from worker.cli import app
 from worker.keys import Keys, invoice_key

@@ -17,8 +17,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from jobs.models import Provider
-from jobs.providers.sandbox.client import SandboxClient
-from jobs.providers.sandbox.config import (
+from sandbox.client import SandboxClient
+from sandbox.config import (
     Faults,
     SandboxConfig,
 )

@@ -19,8 +19,8 @@ import redis.asyncio as aioredis
 from typer.testing import CliRunner, Result
 
 from jobs.models import Invoice, Provider
-from jobs.providers.sandbox.client import SandboxClient
-from jobs.providers.sandbox.config import Faults
+from sandbox.client import SandboxClient
+from sandbox.config import Faults
 from tests.worker.support import invoice, settings_of, start_worker, wait_all, worker_env
 from worker import api
 from worker.cli import app

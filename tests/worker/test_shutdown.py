@@ -19,8 +19,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from jobs.models import Provider
-from jobs.providers.sandbox.client import SandboxClient
-from jobs.providers.sandbox.config import Faults
+from sandbox.client import SandboxClient
+from sandbox.config import Faults
 from tests.worker.support import enqueue, invoice, start_worker, wait_all, worker_env
 from worker.keys import Keys, invoice_key
 from worker.ledger import Ledger, State

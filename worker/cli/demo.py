@@ -22,10 +22,10 @@ from pydantic import SecretStr
 from rich.live import Live
 
 from jobs.models import Provider
-from jobs.providers.sandbox.client import SandboxClient
-from jobs.providers.sandbox.config import DEFAULT_MAAST_KEY, Faults, SandboxConfig
-from jobs.providers.sandbox.server import running_sandbox
 from jobs.sources import read_invoices
+from sandbox.client import SandboxClient
+from sandbox.config import DEFAULT_MAAST_KEY, Faults, SandboxConfig
+from sandbox.server import running_sandbox
 from worker import api, embedded
 from worker.app import run_workers
 from worker.cli import common

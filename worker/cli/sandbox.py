@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from jobs.providers.sandbox.config import (
+from sandbox.config import (
     DEFAULT_MAAST_KEY,
     DEFAULT_STAX_KEY,
     SandboxConfig,
 )
-from jobs.providers.sandbox.server import serve
+from sandbox.server import serve
 from worker.cli import common
 
 

@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from jobs.providers.sandbox import maast, stax
-from jobs.providers.sandbox.config import Faults, SandboxConfig
-from jobs.providers.sandbox.faults import Fault, FaultInjector
-from jobs.providers.sandbox.limits import IpLimiter, retry_after_header
-from jobs.providers.sandbox.routes import Route, match, segments
-from jobs.providers.sandbox.state import Call, SandboxState
-from jobs.providers.sandbox.wire import JSON_HEADERS, Reply, Request, reply
+from sandbox import maast, stax
+from sandbox.config import Faults, SandboxConfig
+from sandbox.faults import Fault, FaultInjector
+from sandbox.limits import IpLimiter, retry_after_header
+from sandbox.routes import Route, match, segments
+from sandbox.state import Call, SandboxState
+from sandbox.wire import JSON_HEADERS, Reply, Request, reply
 
 MAAST_PREFIX = "/platform"
 _TOO_MANY = {

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from jobs.providers.sandbox.config import Target
-from jobs.providers.sandbox.state import Call
-from jobs.providers.sandbox.wire import Reply
+from sandbox.config import Target
+from sandbox.state import Call
+from sandbox.wire import Reply
 
 Handler = Callable[[Call], Reply]
 ID = "{id}"

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from jobs.providers.sandbox.config import Faults, FaultSpec, Target
+from sandbox.config import Faults, FaultSpec, Target
 
 FaultKind = Literal[
     "rate_limited",

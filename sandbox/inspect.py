@@ -12,9 +12,9 @@ from typing import Literal
 
 from fastapi import APIRouter, Response
 
-from jobs.providers.sandbox.config import Faults, SandboxConfig
-from jobs.providers.sandbox.core import Sandbox
-from jobs.providers.sandbox.wire import encode
+from sandbox.config import Faults, SandboxConfig
+from sandbox.core import Sandbox
+from sandbox.wire import encode
 
 ProviderName = Literal["maast", "stax"]
 

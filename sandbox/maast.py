@@ -17,11 +17,11 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from jobs.money import compute_totals
-from jobs.providers.sandbox.maast_list import page_count, parse_query, run_query
-from jobs.providers.sandbox.maast_rules import MaastDraft, Problem, check_create
-from jobs.providers.sandbox.routes import ID, Route
-from jobs.providers.sandbox.state import Call, Doc, Record
-from jobs.providers.sandbox.wire import BadJson, Reply, encode, maast_timestamp, reply
+from sandbox.maast_list import page_count, parse_query, run_query
+from sandbox.maast_rules import MaastDraft, Problem, check_create
+from sandbox.routes import ID, Route
+from sandbox.state import Call, Doc, Record
+from sandbox.wire import BadJson, Reply, encode, maast_timestamp, reply
 
 MERCHANT_ID = 212000000001
 LINK_BASE = "https://app.maast.com/checkout/invoice/"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from jobs.providers.sandbox.wire import encode
+from sandbox.wire import encode
 
 META_MAX_CHARS = 60_000
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from jobs.providers.sandbox.config import SandboxConfig
-from jobs.providers.sandbox.wire import Request, encode
+from sandbox.config import SandboxConfig
+from sandbox.wire import Request, encode
 
 Doc = dict[str, object]
 """An invoice or customer as the provider returns it (JSON-ready, Decimal money)."""

@@ -13,7 +13,7 @@ from typing import Literal, cast
 
 import httpx2
 
-from jobs.providers.sandbox.config import Faults, SandboxConfig
+from sandbox.config import Faults, SandboxConfig
 
 ProviderName = Literal["maast", "stax"]
 JsonObject = dict[str, object]

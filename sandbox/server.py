@@ -24,10 +24,10 @@ from pathlib import Path
 
 import uvicorn
 
-from jobs.providers.sandbox.app import create_app
-from jobs.providers.sandbox.config import SandboxConfig
+from sandbox.app import create_app
+from sandbox.config import SandboxConfig
 
-_PROJECT_ROOT = Path(__file__).resolve().parents[3]
+_PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEEP_ALIVE_S = 120
 
 
@@ -108,7 +108,7 @@ def _start_process(
 ) -> tuple[Callable[[], None], Callable[[], bool]]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "jobs.providers.sandbox", "--fd", str(listener.fileno())]
+    command = [sys.executable, "-m", "sandbox", "--fd", str(listener.fileno())]
     process = subprocess.Popen(
         [*command, "--config-stdin"],
         stdin=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""`python -m jobs.providers.sandbox`: serve the sandbox from the command line.
+"""`python -m sandbox`: serve the sandbox from the command line.
 
 Configuration comes from a JSON file (`--config`, a `SandboxConfig`), from
 stdin (`--config-stdin`, used by `running_sandbox`) or from defaults, with
@@ -11,13 +11,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from jobs.providers.sandbox.config import SandboxConfig
-from jobs.providers.sandbox.server import serve
+from sandbox.config import SandboxConfig
+from sandbox.server import serve
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.providers.sandbox")
+    parser = argparse.ArgumentParser(prog="python -m sandbox")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--fd", type=int, help="serve on this listening socket")

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from jobs.providers.sandbox.maast_rules import Problem
-from jobs.providers.sandbox.state import Record, Store
+from sandbox.maast_rules import Problem
+from sandbox.state import Record, Store
 
 _OPS: dict[str, Callable[[object, str], bool]] = {}
 

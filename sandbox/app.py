@@ -16,10 +16,10 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from jobs.providers.sandbox.config import SandboxConfig
-from jobs.providers.sandbox.core import Sandbox
-from jobs.providers.sandbox.inspect import inspection_router
-from jobs.providers.sandbox.wire import Reply, Request
+from sandbox.config import SandboxConfig
+from sandbox.core import Sandbox
+from sandbox.inspect import inspection_router
+from sandbox.wire import Reply, Request
 
 _FASTAPI_PATHS = ("/_sandbox", "/docs", "/openapi.json", "/redoc")
 

@@ -8,9 +8,9 @@ in production paths: jobs/providers/maast.py and stax.py do not import it.
         ...  # point the provider clients at base_url
 """
 
-from jobs.providers.sandbox.app import SandboxApp, create_app
-from jobs.providers.sandbox.client import SandboxClient
-from jobs.providers.sandbox.config import (
+from sandbox.app import SandboxApp, create_app
+from sandbox.client import SandboxClient
+from sandbox.config import (
     DEFAULT_MAAST_FORBIDDEN_KEY,
     DEFAULT_MAAST_KEY,
     DEFAULT_STAX_KEY,
@@ -18,7 +18,7 @@ from jobs.providers.sandbox.config import (
     FaultSpec,
     SandboxConfig,
 )
-from jobs.providers.sandbox.server import running_sandbox, serve
+from sandbox.server import running_sandbox, serve
 
 __all__ = [
     "DEFAULT_MAAST_FORBIDDEN_KEY",

@@ -14,10 +14,10 @@ import math
 import uuid
 from decimal import Decimal
 
-from jobs.providers.sandbox.routes import ID, Route
-from jobs.providers.sandbox.state import Call, Doc, Record
-from jobs.providers.sandbox.stax_rules import StaxDraft, check_create
-from jobs.providers.sandbox.wire import BadJson, Reply, encode, reply, stax_timestamp
+from sandbox.routes import ID, Route
+from sandbox.state import Call, Doc, Record
+from sandbox.stax_rules import StaxDraft, check_create
+from sandbox.wire import BadJson, Reply, encode, reply, stax_timestamp
 
 MERCHANT_ID = "dd36b936-1eb7-4ece-bebc-b7a6d8f7a1c5"
 USER_ID = "b58d7eee-e68d-4d12-a1f8-62f5e71382ae"
