@@ -22,7 +22,7 @@ from arq.connections import RedisSettings, create_pool
 from bench.common import Bench, Goal, child_env, sample_csv
 from jobs.models import Provider
 from jobs.sources import Record, read_invoices
-from worker.enqueue import serialize_job
+from worker.arq_job import serialize_job
 from worker.keys import Keys
 
 INVOICES = 100_000

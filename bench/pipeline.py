@@ -21,7 +21,8 @@ from jobs.sources import read_invoices
 from sandbox.client import SandboxClient
 from sandbox.config import DEFAULT_MAAST_KEY
 from worker import api
-from worker.enqueue import EnqueueReport, serialize_job
+from worker.arq_job import serialize_job
+from worker.enqueue import EnqueueReport
 from worker.keys import Keys
 from worker.settings import Settings, load_settings
 

@@ -31,12 +31,12 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Worker, func
 
 from jobs.models import Provider
+from worker.arq_job import JOB_FUNCTION, MAX_TRIES, deserialize_job, serialize_job
 from worker.arq_worker import BatchStartWorker
 from worker.embedded import with_redis
-from worker.enqueue import deserialize_job, serialize_job
 from worker.keys import Keys
 from worker.observability import setup_sentry
-from worker.runner import ARQ_MAX_TRIES, JOB_FUNCTION, create_invoice_job
+from worker.runner import create_invoice_job
 from worker.runtime import Runtime, in_progress_s
 from worker.settings import Settings, load_settings
 
@@ -56,7 +56,7 @@ def worker_options(settings: Settings, provider: Provider) -> dict[str, Any]:
             func(
                 create_invoice_job,
                 name=JOB_FUNCTION,
-                max_tries=ARQ_MAX_TRIES,
+                max_tries=MAX_TRIES,
                 timeout=job_timeout_s(settings),
             )
         ],
@@ -65,12 +65,12 @@ def worker_options(settings: Settings, provider: Provider) -> dict[str, Any]:
         "poll_delay": settings.poll_delay_s,
         "job_timeout": job_timeout_s(settings),
         "keep_result": 0,
-        "max_tries": ARQ_MAX_TRIES,
+        "max_tries": MAX_TRIES,
         "job_completion_wait": settings.shutdown_wait_s,
         "job_serializer": serialize_job,
         "job_deserializer": deserialize_job,
         "health_check_interval": 10,
-        "health_check_key": f"{Keys(settings.redis_prefix).prefix}health:{provider.value}",
+        "health_check_key": Keys(settings.redis_prefix).health(provider),
     }
 
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from arq.constants import abort_jobs_ss
 from arq.utils import timestamp_ms, to_ms
 from arq.worker import Worker
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
-from worker.keys import ARQ_IN_PROGRESS, ARQ_JOB, ARQ_RESULT, ARQ_RETRY
+from worker.keys import ARQ_ABORT, ARQ_IN_PROGRESS, ARQ_JOB, ARQ_RESULT, ARQ_RETRY
+from worker.replies import text
 
 # KEYS: none. ARGV: 1 queue, 2 in-progress key prefix, 3 now (ms), 4 in-progress
 # TTL (ms), 5.. job ids. arq's own check-and-set per id (`Worker.start_jobs`),
@@ -108,7 +108,7 @@ class BatchStartWorker(Worker):
         if self._start_script is None:
             self._start_script = self.pool.register_script(_START_JOBS_LUA)
         reply = await self._start_script(args=[*args, *job_ids])
-        return {_text(job_id): int(float(score)) for job_id, score in reply}
+        return {text(job_id): int(float(score)) for job_id, score in reply}
 
     async def finish_job(
         self,
@@ -136,7 +136,7 @@ class BatchStartWorker(Worker):
                     expire = None if keep_result_forever else result_timeout_s
                     tr.set(ARQ_RESULT + job_id, result_data, px=to_ms(expire))
                 delete_keys += [ARQ_RETRY + job_id, ARQ_JOB + job_id]
-                tr.zrem(abort_jobs_ss, job_id)
+                tr.zrem(ARQ_ABORT, job_id)
                 tr.zrem(self.queue_name, job_id)
             elif incr_score:
                 tr.zincrby(self.queue_name, incr_score, job_id)
@@ -177,7 +177,3 @@ class BatchStartWorker(Worker):
         for _, done in batch:
             if not done.done():
                 done.set_result(None)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

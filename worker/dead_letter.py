@@ -24,8 +24,9 @@ from jobs.errors import FieldError
 from jobs.models import Invoice, Provider
 from worker.enqueue import EnqueueOutcome, Enqueuer
 from worker.keys import Keys
-from worker.ledger import RawHash, field_errors_from_list, text
+from worker.ledger import field_errors_from_list
 from worker.lua import Scripts
+from worker.replies import RawHash, decoded, text
 
 PAGE_SIZE = 200
 """Entries read per round trip while filtering."""
@@ -71,7 +72,7 @@ class DeadLetter:
     @classmethod
     def parse(cls, raw: RawHash) -> DeadLetter:
         """Build an entry from its hash as HGETALL returns it."""
-        h = {text(k): text(v) for k, v in raw.items()}
+        h = decoded(raw)
         return cls(
             invoice_key=h["invoice_key"],
             provider=Provider(h["provider"]),

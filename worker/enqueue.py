@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -27,7 +26,8 @@ from jobs.models import Invoice, Provider
 from jobs.sources import Record, RecordError
 from worker.intake import Prepared, script_item
 from worker.keys import Keys, invoice_key
-from worker.lua import JOB_FUNCTION, Scripts, script_env
+from worker.lua import Scripts, script_env
+from worker.replies import text
 
 INVOICES_PER_CALL = 50
 _NUMBER = re.compile(r"[A-Za-z0-9._/-]{1,64}")
@@ -36,26 +36,12 @@ _NUMBER = re.compile(r"[A-Za-z0-9._/-]{1,64}")
 Redis is never blocked for long (about 1 ms per call)."""
 
 __all__ = [
-    "JOB_FUNCTION",
     "EnqueueOutcome",
     "EnqueueReport",
     "Enqueuer",
-    "deserialize_job",
     "enqueue_batches",
     "enqueue_invoices",
-    "serialize_job",
 ]
-
-
-def serialize_job(data: dict[str, Any]) -> bytes:
-    """arq job serializer: JSON, so writing to Redis never means running code."""
-    return json.dumps(data).encode()
-
-
-def deserialize_job(raw: bytes) -> dict[str, Any]:
-    """arq job deserializer (JSON)."""
-    result: dict[str, Any] = json.loads(raw)
-    return result
 
 
 class EnqueueOutcome(StrEnum):
@@ -153,7 +139,7 @@ class Enqueuer:
         scripts = Scripts.register(redis)
         self.script = scripts.enqueue
         self.reject = scripts.reject
-        self.env = script_env(keys, JOB_FUNCTION)
+        self.env = script_env(keys)
 
     def head(self, *, provider: Provider, account: str, batch: str, mode: str) -> list[str]:
         """The script arguments shared by every invoice of one call."""
@@ -176,7 +162,7 @@ class Enqueuer:
 
 def _outcomes(reply: list[bytes | str]) -> Iterator[tuple[EnqueueOutcome, str]]:
     """The script's flat reply as (outcome, state met) pairs."""
-    values = [v.decode() if isinstance(v, bytes) else v for v in reply]
+    values = [text(v) for v in reply]
     for i in range(0, len(values), 2):
         yield EnqueueOutcome(values[i]), values[i + 1]
 

@@ -14,20 +14,53 @@ from dataclasses import dataclass
 
 from jobs.models import Provider
 
+# arq's own keys (`arq.constants`; spelled here so that enqueueing never
+# imports arq, and checked against arq's by the tests).
 ARQ_JOB = "arq:job:"
 ARQ_IN_PROGRESS = "arq:in-progress:"
 ARQ_RETRY = "arq:retry:"
 ARQ_RESULT = "arq:result:"
+ARQ_ABORT = "arq:abort"
+"""Sorted set of job ids asked to abort (arq's `abort_jobs_ss`)."""
+
+
+def account_name(provider: Provider, account: str) -> str:
+    """`maast`, or `maast@acct` for a non-default account: how logs name an account."""
+    return provider.value if account == "default" else f"{provider.value}@{account}"
 
 
 def invoice_key(provider: Provider, account: str, number: str) -> str:
     """`maast:INV-1`, or `maast@acct:INV-1` for a non-default account.
 
     The one name an invoice goes by in logs, the ledger, dead letters, the
-    dashboard and arq job ids.
+    dashboard and arq job ids (`InvoiceKey` reads it back).
     """
-    who = provider.value if account == "default" else f"{provider.value}@{account}"
-    return f"{who}:{number}"
+    return f"{account_name(provider, account)}:{number}"
+
+
+@dataclass(frozen=True)
+class InvoiceKey:
+    """An invoice key as its parts; `str()` gives the key (`invoice_key`)."""
+
+    provider: Provider
+    account: str
+    number: str
+
+    @classmethod
+    def parse(cls, text: str) -> InvoiceKey:
+        """The parts of `maast:INV-1` or `maast@acct:INV-1`.
+
+        Raises:
+            ValueError: `text` is not an invoice key (no number, unknown provider).
+        """
+        who, colon, number = text.rpartition(":")  # numbers never hold a colon
+        provider, at, account = who.partition("@")
+        if not colon or not number or (at and not account):
+            raise ValueError(f"not an invoice key: {text!r}")
+        return cls(Provider(provider), account or "default", number)
+
+    def __str__(self) -> str:
+        return invoice_key(self.provider, self.account, self.number)
 
 
 @dataclass(frozen=True)
@@ -103,6 +136,10 @@ class Keys:
     def pause_reported(self, provider: Provider, account: str) -> str:
         """String: set (NX) by the one process that reports a configuration pause."""
         return f"{self.prefix}pause-reported:{provider.value}:{account}"
+
+    def health(self, provider: Provider) -> str:
+        """String with TTL: arq's health check of the workers draining one provider's queue."""
+        return f"{self.prefix}health:{provider.value}"
 
     def workers(self) -> str:
         """Hash: worker id -> last heartbeat JSON."""

@@ -29,7 +29,8 @@ from jobs.models import InvoiceReceipt, Provider
 from jobs.ports import Claim
 from worker.keys import Keys
 from worker.limits import PauseState, pause_from_read
-from worker.lua import JOB_FUNCTION, ScriptBatch, Scripts, script_env
+from worker.lua import ScriptBatch, Scripts, script_env
+from worker.replies import RawHash, decoded, text
 
 PERMANENT_REASONS = frozenset({"invalid", "rejected", "conflict", "permanent"})
 """Error reasons that prove the provider did not create the invoice."""
@@ -41,9 +42,6 @@ BATCH_WINDOW_S = 0.002
 """How long a claim or transition waits for those of other jobs to share its
 round trip: under load ~5 calls go together (a round trip costs the worker
 ~70 us of CPU); alone, a call is 2 ms later, well within the pickup budget."""
-
-RawHash = Mapping[bytes | str, bytes | str]
-"""A hash as HGETALL returns it, with or without `decode_responses`."""
 
 
 class State(StrEnum):
@@ -103,13 +101,6 @@ def field_errors_from_list(items: Iterable[Mapping[str, str]]) -> list[FieldErro
     return [FieldError(field=i["field"], message=i["message"]) for i in items]
 
 
-def text(value: bytes | str | None) -> str:
-    """A Redis reply as text, whether or not the client decodes responses."""
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else value
-
-
 @dataclass(frozen=True)
 class LedgerRecord:
     """Read model of one invoice, for status, reports and the dashboard."""
@@ -135,7 +126,7 @@ class LedgerRecord:
     @classmethod
     def parse(cls, invoice_key: str, raw: RawHash) -> LedgerRecord:
         """Build a record from the ledger hash as HGETALL returns it."""
-        h = {text(k): text(v) for k, v in raw.items()}
+        h = decoded(raw)
         return cls(
             invoice_key=invoice_key,
             state=State(h["state"]),
@@ -273,7 +264,7 @@ class Ledger:
         self.scripts = Scripts.register(redis)
         # Claims and transitions of concurrent jobs share round trips.
         self._batch = ScriptBatch(redis, window_s=BATCH_WINDOW_S)
-        self.env = script_env(keys, JOB_FUNCTION)
+        self.env = script_env(keys)
 
     async def get(self, invoice_key: str) -> LedgerRecord | None:
         """The record of `invoice_key`, or `None`."""

@@ -35,8 +35,9 @@ from aiolimiter import AsyncLimiter
 from jobs.errors import ConfigurationError, InvoiceError, RateLimited
 from jobs.models import Provider
 from jobs.ports import Limiter
-from worker.keys import Keys
+from worker.keys import Keys, account_name
 from worker.lua import limit_source
+from worker.replies import text
 from worker.settings import ProviderSettings
 
 log = logging.getLogger("invoicer.limits")
@@ -93,22 +94,17 @@ class _Slot:
     """When the slot is (or would have been), in Redis server seconds."""
 
 
-def _text(value: bytes | str) -> str:
-    # The caller's client may or may not decode responses.
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _pause_from(raw: bytes | str, pttl_ms: int, now_ms: int) -> PauseState:
     """Parse the pause flag; a plain string (set with redis-cli) is its reason."""
-    text = _text(raw)
+    reason = text(raw)
     until_ms = None if pttl_ms < 0 else now_ms + pttl_ms
     remaining_s = None if pttl_ms < 0 else pttl_ms / 1000
     try:
-        data = json.loads(text)
+        data = json.loads(reason)
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        return PauseState(reason=text, until_ms=until_ms, remaining_s=remaining_s)
+        return PauseState(reason=reason, until_ms=until_ms, remaining_s=remaining_s)
     set_at = data.get("set_at_ms")
     return PauseState(
         reason=str(data.get("reason", "")),
@@ -116,10 +112,6 @@ def _pause_from(raw: bytes | str, pttl_ms: int, now_ms: int) -> PauseState:
         set_at_ms=int(set_at) if isinstance(set_at, int | float) else None,
         remaining_s=remaining_s,
     )
-
-
-def _who(provider: Provider, account: str) -> str:
-    return provider.value if account == "default" else f"{provider.value}@{account}"
 
 
 async def pause_provider(
@@ -206,7 +198,7 @@ class ProviderLimiter:
         self._settings = settings
         self._max_wait_s = max_wait_s
         self._clock = clock
-        self._who = _who(settings.provider, settings.account)
+        self._who = account_name(settings.provider, settings.account)
         rate = settings.rate_per_minute
         self._interval_us = round(60e6 * (1 + SAFETY) / rate) if rate else 0
         # aiolimiter needs max_rate >= 1 to grant one; keep the same rate.

@@ -29,6 +29,7 @@ from jobs.errors import ErrorInfo
 from jobs.models import Invoice
 from worker.keys import Keys
 from worker.ledger import Ledger, LedgerRecord, State
+from worker.replies import text
 from worker.status import UnknownBatch
 
 COLUMNS = (
@@ -112,7 +113,7 @@ async def write_report(
         page = await redis.zrange(keys.batch_members(batch), start, start + page_size - 1)
         if not page:
             return rows
-        invoice_keys = [m.decode() if isinstance(m, bytes) else str(m) for m in page]
+        invoice_keys = [text(m) for m in page]
         records = await ledger.get_many(invoice_keys)
         for key, record in zip(invoice_keys, records, strict=True):
             writer.writerow([safe_cell(cell) for cell in _row(key, record)])

@@ -38,19 +38,17 @@ from jobs.errors import (
     TransientError,
 )
 from jobs.models import Invoice, Provider
+from worker.arq_job import MAX_TRIES
 from worker.backoff import retry_delay_s
+from worker.keys import InvoiceKey
 from worker.ledger import HeldEntry, LeaseLost
 from worker.observability import scrub
 from worker.runtime import Runtime
 
 log = logging.getLogger("invoicer.worker")
 
-JOB_FUNCTION = "create_invoice_job"
 PAUSE_RECHECK_S = 5.0
 """How soon a job deferred by a paused provider looks again."""
-ARQ_MAX_TRIES = 100_000
-"""arq counts every pick-up, rate-limit deferrals included; our own budget
-(`RetrySettings`) decides when to give up, so arq's is only a backstop."""
 
 Outcome = Literal["created", "sent", "dead_lettered", "nothing_to_do", "lease_lost"]
 
@@ -97,8 +95,10 @@ async def _claim(runtime: Runtime, invoice_key: str, job_id: str) -> HeldEntry |
 
 
 def _provider_of(invoice_key: str) -> Provider | None:
+    # A job argument is whatever sits in Redis: not ours, no limiter (the
+    # claim then finds no record and the job ends with nothing to do).
     try:
-        return Provider(invoice_key.partition(":")[0].partition("@")[0])
+        return InvoiceKey.parse(invoice_key).provider
     except ValueError:
         return None
 
@@ -174,7 +174,7 @@ async def _failed(
 def _budget_spent(runtime: Runtime, held: HeldEntry, failures: int, job_try: int) -> bool:
     retry = runtime.settings.retry
     age_s = time.time() - held.first_at_ms / 1000
-    return failures >= retry.max_attempts or age_s >= retry.max_age_s or job_try >= ARQ_MAX_TRIES
+    return failures >= retry.max_attempts or age_s >= retry.max_age_s or job_try >= MAX_TRIES
 
 
 async def _dead_letter(

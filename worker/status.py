@@ -22,6 +22,7 @@ from jobs.models import Provider
 from worker.keys import Keys
 from worker.ledger import State
 from worker.limits import pause_state
+from worker.replies import decoded
 
 RATE_WINDOW_S = 60
 """The rate is counted over this window: finished invoices in the last minute."""
@@ -159,7 +160,7 @@ async def read_status(
         pipe.zcount(keys.queue(p), "-inf", now)
         pipe.zcount(keys.throughput(p), now - RATE_WINDOW_S * 1000, "+inf")
     raw_counters, dead, *per_provider = await pipe.execute()
-    counters = _decode(raw_counters)
+    counters = decoded(raw_counters)
     if batch is not None and not counters:
         raise UnknownBatch(batch)
     statuses = [
@@ -224,13 +225,6 @@ def _batch_info(batch: str, counters: Mapping[str, str]) -> BatchInfo:
         provider=counters.get("provider"),
         created_at_ms=None if created is None else _int(created),
     )
-
-
-def _decode(raw: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
-    def text(v: bytes | str) -> str:
-        return v.decode() if isinstance(v, bytes) else v
-
-    return {text(k): text(v) for k, v in raw.items()}
 
 
 def _int(value: str | None) -> int:

@@ -18,9 +18,9 @@ import redis.asyncio as aioredis
 from jobs.models import Provider
 from sandbox.client import SandboxClient
 from tests.worker.support import ROOT, enqueue, invoice, worker_env
+from worker.arq_job import JOB_FUNCTION
 from worker.keys import ARQ_JOB, Keys, invoice_key
 from worker.ledger import Ledger, State
-from worker.runner import JOB_FUNCTION
 
 pytestmark = pytest.mark.slow
 KEYS = Keys()

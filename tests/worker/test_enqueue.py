@@ -20,13 +20,12 @@ from tests.worker.test_ledger import (
     make_invoice,
     receipt,
 )
+from worker.arq_job import JOB_FUNCTION
 from worker.enqueue import (
-    JOB_FUNCTION,
     EnqueueOutcome,
     Enqueuer,
     enqueue_invoices,
     new_batch_id,
-    serialize_job,
 )
 from worker.keys import ARQ_JOB
 from worker.ledger import Ledger, State
@@ -180,11 +179,6 @@ def test_batch_ids_are_readable_and_unique() -> None:
     assert new_batch_id("Month end / March!").startswith("month-end-march-")
     assert new_batch_id().startswith("b-")
     assert len({new_batch_id("x") for _ in range(50)}) > 40
-
-
-def test_serializer_is_json() -> None:
-    data = {"t": 1, "f": JOB_FUNCTION, "a": ["maast:A"], "k": {}, "et": 5}
-    assert json.loads(serialize_job(data)) == data
 
 
 async def test_a_failing_source_stops_after_the_chunks_already_sent(

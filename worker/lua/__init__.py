@@ -24,10 +24,8 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from jobs.models import Provider
+from worker.arq_job import job_template
 from worker.keys import ARQ_IN_PROGRESS, ARQ_JOB, Keys
-
-JOB_FUNCTION = "create_invoice_job"
-"""The arq function every invoice job runs (`worker.runner.create_invoice_job`)."""
 
 _HOLE = "\x00"
 
@@ -38,8 +36,8 @@ def _template(name: str) -> list[str]:
     return [before, after]
 
 
-def script_env(keys: Keys, job_function: str = JOB_FUNCTION) -> str:
-    """The key templates every script receives as ARGV[1] (JSON)."""
+def script_env(keys: Keys) -> str:
+    """The key templates (and the arq job template) every script receives as ARGV[1] (JSON)."""
     job_id = keys.job_id(_HOLE, 7)
     before, after = job_id.split(_HOLE)
     if not after.endswith("7"):  # keys.job_id must end with the generation
@@ -59,7 +57,7 @@ def script_env(keys: Keys, job_function: str = JOB_FUNCTION) -> str:
         "throughput": {p.value: keys.throughput(p) for p in Provider},
         "arq_job": ARQ_JOB,
         "arq_in_progress": ARQ_IN_PROGRESS,
-        "fn": job_function,
+        "job": job_template(),
     }
     return json.dumps(env, separators=(",", ":"))
 

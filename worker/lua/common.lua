@@ -63,10 +63,10 @@ local function move(rec, ik, batch, provider, from, to, name, detail)
   event(ik, name, to, detail)
 end
 
--- The arq job dict exactly as arq's serialize_job builds it (our JSON serializer).
+-- The arq job of one invoice: E.job is its body cut where the arguments and
+-- the enqueue time go (worker/arq_job.py owns the format).
 local function job_body(ik)
-  return '{"t": 1, "f": "' .. E.fn .. '", "a": ' .. cjson.encode({ik}) .. ', "k": {}, "et": '
-    .. string.format('%d', NOW) .. '}'
+  return E.job[1] .. cjson.encode({ik}) .. E.job[2] .. string.format('%d', NOW) .. E.job[3]
 end
 
 -- Write the arq job (no TTL: arq would drop a long-waiting job, issue #320).
