@@ -9,13 +9,28 @@ are passed to everything else. API keys and passwords are `SecretStr`: their
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from jobs.errors import ConfigurationError
 from jobs.models import Provider
+
+MIN_TOKEN_CHARS = 16
+"""Shortest bearer token or webhook secret accepted: a guessable one is no lock."""
+_TOKEN_CHARS = re.compile(r"[!#-&(-~]+")
+"""Printable ASCII except space, `"` and `'` (quotes are a pasting accident)."""
 
 
 class _Frozen(BaseModel):
@@ -75,13 +90,43 @@ class Settings(_Frozen):
     concurrency: int = Field(default=100, gt=0)
     shutdown_wait_s: int = Field(default=30, ge=0)
     sentry_dsn: SecretStr | None = None
-    web_token: SecretStr | None = None
+    admin_token: SecretStr | None = None
+    """Bearer token of `invoicer web` that may act (enqueue, cancel, requeue, pause)."""
+    read_token: SecretStr | None = None
+    """Bearer token of `invoicer web` that may only read."""
+    webhook_secret: SecretStr | None = None
+    """HMAC key that signs result webhooks (`Invoicer-Signature`)."""
+    log_format: Literal["text", "json"] = "text"
     arq_provider: Provider = Provider.MAAST
     """The queue `arq worker.app.WorkerSettings` drains."""
 
     def provider(self, provider: Provider) -> ProviderSettings:
         """The settings of one provider."""
         return self.maast if provider is Provider.MAAST else self.stax
+
+    @field_validator("admin_token", "read_token", "webhook_secret")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here so a pasted curly quote or a short token fails at start,
+        # naming the variable; the message never echoes the value.
+        if value is None:
+            return None
+        text = value.get_secret_value()
+        if len(text) < MIN_TOKEN_CHARS:
+            raise ValueError(f"must be at least {MIN_TOKEN_CHARS} characters")
+        if not _TOKEN_CHARS.fullmatch(text):
+            raise ValueError("must be printable ASCII without spaces or quotes")
+        return value
+
+    @model_validator(mode="after")
+    def _tokens_differ(self) -> Settings:
+        admin, read = self.admin_token, self.read_token
+        if admin is not None and read is not None and admin == read:
+            raise ValueError(
+                "invalid setting INVOICER_READ_TOKEN: it equals INVOICER_ADMIN_TOKEN, "
+                "so a reader could act: give them different values"
+            )
+        return self
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -129,9 +174,11 @@ def _invalid(exc: ValidationError, provider: Provider | None = None) -> str:
         variable = f"{provider.upper()}_{name.upper()}"
     elif name == "sentry_dsn":
         variable = "SENTRY_DSN"
+    elif name == "settings" or not first["loc"]:
+        return str(first["msg"]).removeprefix("Value error, ")
     else:
         variable = f"INVOICER_{name.upper()}"
-    return f"invalid setting {variable}: {first['msg']}"
+    return f"invalid setting {variable}: {str(first['msg']).removeprefix('Value error, ')}"
 
 
 def _build(env: Mapping[str, str]) -> Settings:
@@ -190,7 +237,10 @@ def _build(env: Mapping[str, str]) -> Settings:
                 concurrency=get("INVOICER_CONCURRENCY"),
                 shutdown_wait_s=get("INVOICER_SHUTDOWN_WAIT_S"),
                 sentry_dsn=get("SENTRY_DSN"),
-                web_token=get("INVOICER_WEB_TOKEN"),
+                admin_token=get("INVOICER_ADMIN_TOKEN"),
+                read_token=get("INVOICER_READ_TOKEN"),
+                webhook_secret=get("INVOICER_WEBHOOK_SECRET"),
+                log_format=get("INVOICER_LOG_FORMAT"),
                 arq_provider=get("INVOICER_ARQ_PROVIDER"),
             ),
         }

@@ -32,7 +32,7 @@ BEARER = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-_x"
         (f'{{"api_key": "{KEY}"}}', KEY),
         (f"x-api-key: {KEY}", KEY),
         (f"password={KEY}", KEY),
-        (f"INVOICER_WEB_TOKEN={KEY}", KEY),
+        (f"INVOICER_ADMIN_TOKEN={KEY}", KEY),
         (f"redis://:{KEY}@127.0.0.1:6379/0", KEY),
         (f"rediss://default:{KEY}@redis.example:6380", KEY),
     ],

@@ -124,14 +124,24 @@ def test_secrets_never_appear_in_repr_or_str() -> None:
             "STAX_API_KEY": STAX_KEY,
             "INVOICER_REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0",
             "SENTRY_DSN": "https://sentrykey123@sentry.example/1",
-            "INVOICER_WEB_TOKEN": "web-token-abc",
+            "INVOICER_ADMIN_TOKEN": "admin-token-abc-0123",
+            "INVOICER_READ_TOKEN": "read-token-abc-0123",
+            "INVOICER_WEBHOOK_SECRET": "hook-secret-abc-0123",
         },
         env_file=None,
     )
     shown = " ".join(
         [repr(settings), str(settings), repr(settings.maast), str(settings.stax), f"{settings}"]
     )
-    for secret in (MAAST_KEY, STAX_KEY, REDIS_PASSWORD, "sentrykey123", "web-token-abc"):
+    for secret in (
+        MAAST_KEY,
+        STAX_KEY,
+        REDIS_PASSWORD,
+        "sentrykey123",
+        "admin-token-abc-0123",
+        "read-token-abc-0123",
+        "hook-secret-abc-0123",
+    ):
         assert secret not in shown
     assert "**********" in shown
     # and a configuration error never carries the key either

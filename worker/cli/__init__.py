@@ -34,6 +34,7 @@ _COMMAND_MODULES: dict[str, str] = {
     "demo": "demo",
     "dlq": "dlq",
     "redis": "operate",
+    "web": "web",
 }
 """Command name -> the `worker.cli` module whose `register(app)` adds it, in help order."""
 
