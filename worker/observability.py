@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from worker.log_format import LogFormat, formatter
+
 _PATTERNS = (
     # `Authorization: Basic x`, and as a dict or JSON: `'Authorization': 'Bearer x'`.
     re.compile(r"(?i)(authorization[\"']?\s*[:=]?\s*[\"']?(?:basic|bearer)\s+)[A-Za-z0-9+/=._~-]+"),
@@ -45,10 +47,10 @@ class ScrubFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    """Log to stderr, one line per event, with secrets scrubbed."""
+def setup_logging(level: int = logging.INFO, fmt: LogFormat = "text") -> None:
+    """Log to stderr, one line per event (text, or JSON: `worker.log_format`), secrets scrubbed."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s %(message)s"))
+    handler.setFormatter(formatter(fmt))
     handler.addFilter(ScrubFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

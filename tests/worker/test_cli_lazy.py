@@ -46,7 +46,7 @@ def test_enqueue_does_not_import_the_sandbox_or_arq() -> None:
     probe = (
         "import sys, typer; from typer.main import get_command; import worker.cli as c; "
         "g = get_command(c.app); g.get_command(typer.Context(g), 'enqueue'); "
-        "print(sorted(m for m in ('fastapi', 'uvicorn', 'arq', 'worker.cli.demo') "
+        "print(sorted(m for m in ('fastapi', 'uvicorn', 'arq', 'worker.cli.demo', 'worker.web') "
         "if m in sys.modules))"
     )
     done = subprocess.run(

@@ -13,6 +13,7 @@ module at import time; the list below names which module owns each command.
 from __future__ import annotations
 
 import importlib
+from typing import Annotated
 
 import typer
 
@@ -20,6 +21,8 @@ import typer
 from typer._click import Command, Context
 from typer.core import MarkupMode, TyperGroup
 
+from worker.cli import common
+from worker.log_format import LogFormat
 from worker.observability import setup_logging
 
 _COMMAND_MODULES: dict[str, str] = {
@@ -82,10 +85,19 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option(
+            "--log-format",
+            help="text or json (one JSON object per line); default INVOICER_LOG_FORMAT or text.",
+        ),
+    ] = None,
+) -> None:
     # A callback makes Typer build a group (whose commands _LazyGroup supplies)
     # even though no command is registered on `app` itself.
-    pass
+    if log_format is not None:
+        common.use_log_format(log_format)
 
 
 def main() -> None:

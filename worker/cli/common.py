@@ -15,6 +15,8 @@ from jobs.errors import ConfigurationError
 from jobs.models import Provider
 from worker.embedded import with_redis
 from worker.keys import Keys
+from worker.log_format import LogFormat
+from worker.observability import setup_logging
 from worker.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -33,12 +35,26 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
+_log_format: LogFormat | None = None
+"""`--log-format` as given on the command line (wins over INVOICER_LOG_FORMAT)."""
+
+
+def use_log_format(fmt: LogFormat) -> None:
+    """Log in `fmt` from now on, whatever the settings say."""
+    global _log_format
+    _log_format = fmt
+    setup_logging(fmt=fmt)
+
+
 def settings() -> Settings:
-    """The settings, or exit 2 naming the bad variable."""
+    """The settings, or exit 2 naming the bad variable; logging follows their format."""
     try:
-        return load_settings()
+        s = load_settings()
     except ConfigurationError as exc:
         fail(exc.message)
+    if _log_format is None and s.log_format != "text":
+        setup_logging(fmt=s.log_format)
+    return s
 
 
 def require_key(s: Settings, provider: Provider) -> None:
