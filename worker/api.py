@@ -1,20 +1,20 @@
 """The Python API for other systems: `await enqueue_invoices(...)`, `await enqueue_file(...)`.
 
-The same path as `invoicer enqueue`: every record is validated with the
-provider's own rules before anything is written, then enqueued in pipelined
-chunks with idempotency on the invoice number.
+The two ways into the queue, for invoices in memory and for a file; `invoicer
+enqueue` and the HTTP API call them too. Both take the same three steps:
+
+1. the records: the invoices given (numbered from 1), or the file's
+   (`jobs.sources.read_invoices`, here or, for a large file, in a reader
+   process: `worker.reader`);
+2. intake (`worker.intake.prepared`): each record checked with the
+   provider's own rules and serialised once; nothing is written yet;
+3. enqueue (`worker.enqueue.enqueue`): pipelined chunks with idempotency on
+   the invoice number; the invalid records are reported and dead-lettered.
 """
 
 from __future__ import annotations
 
-from collections.abc import (
-    AsyncIterable,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterable,
-    Iterator,
-)
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeAlias
 
@@ -23,13 +23,16 @@ import redis.asyncio as aioredis
 from jobs.models import Invoice, Provider
 from jobs.sources import Record, RecordError, read_invoices
 from worker.embedded import with_redis
-from worker.enqueue import EnqueueReport, enqueue_batches
-from worker.enqueue import enqueue_invoices as _enqueue
-from worker.intake import FileReader, checked, worth_a_process
+from worker.enqueue import EnqueueReport, enqueue
+from worker.intake import Intake, Taken, prepared, prepared_async
 from worker.keys import Keys
+from worker.reader import FileReader, worth_a_process
 from worker.settings import Settings, load_settings
 
 Item: TypeAlias = Invoice | Record | RecordError
+"""What `enqueue_invoices` takes: invoices, or records from `jobs.sources.read_invoices`."""
+
+__all__ = ["Item", "enqueue_file", "enqueue_invoices"]
 
 
 async def enqueue_invoices(
@@ -42,38 +45,28 @@ async def enqueue_invoices(
     redis: aioredis.Redis | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> EnqueueReport:
-    """Validate and enqueue invoices for `provider`; returns the batch's counts.
+    """Validate and enqueue invoices for `provider` as one new batch; returns its counts.
 
     Args:
-        invoices: `Invoice` objects, or records from `jobs.sources.read_invoices`.
+        invoices: `Invoice` objects (numbered 1, 2, ... in the report), or
+            records from `jobs.sources.read_invoices`; sync or async.
         batch: a name for the batch (a unique batch id is made from it).
         send: send each invoice to its customer once created.
         settings: defaults to `load_settings()` (environment and `.env`).
         redis: a client to use; by default one is opened on the configured
             (or embedded) Redis and closed afterwards.
+        on_progress: called after each chunk with the number of records handled.
     """
     s = settings or load_settings()
-    records: Iterable[Record | RecordError] | AsyncIterable[Record | RecordError]
+    intake = Intake(provider, s.provider(provider).account, send)
+    items: Iterable[Taken] | AsyncIterable[list[Taken]]
     if isinstance(invoices, AsyncIterable):
-        records = _validated_async(invoices, provider)
+        items = prepared_async(_numbered_async(invoices), intake)
     else:
         # A plain generator: a file of 100,000 invoices should not pay an
         # async-generator step per record for nothing.
-        records = _validated(invoices, provider)
-
-    async def run(client: aioredis.Redis, s: Settings) -> EnqueueReport:
-        return await _enqueue(
-            client,
-            Keys(s.redis_prefix),
-            records,
-            provider=provider,
-            account=s.provider(provider).account,
-            batch=batch,
-            send=send,
-            on_progress=on_progress,
-        )
-
-    return await _with_client(s, redis, run)
+        items = prepared(_numbered(invoices), intake)
+    return await _enqueue(s, redis, items, intake, batch, on_progress)
 
 
 async def enqueue_file(
@@ -90,7 +83,7 @@ async def enqueue_file(
     """`enqueue_invoices(read_invoices(path), ...)`, reading a large file in a second process.
 
     The report is the same either way. A file of at least
-    `worker.intake.PARALLEL_MIN_BYTES` is read, validated and serialised by a
+    `worker.reader.PARALLEL_MIN_BYTES` is read, validated and serialised by a
     reader process while this one enqueues, so two CPUs share the work.
 
     Args:
@@ -105,85 +98,52 @@ async def enqueue_file(
     """
     s = settings or load_settings()
     path = Path(path)
+    intake = Intake(provider, s.provider(provider).account, send)
     wanted = worth_a_process(path) if parallel is None else parallel and path.is_file()
-    account = s.provider(provider).account
-    reader = None
-    if wanted:  # started first: its imports overlap our Redis set-up
-        reader = await FileReader.start(path, provider=provider, account=account, send=send)
+    # Started first: its imports overlap our Redis set-up.
+    reader = await FileReader.start(path, intake) if wanted else None
     if reader is None:
-        return await enqueue_invoices(
-            read_invoices(path),
-            provider=provider,
-            batch=batch,
-            send=send,
-            settings=s,
-            redis=redis,
-            on_progress=on_progress,
+        return await _enqueue(
+            s, redis, prepared(read_invoices(path), intake), intake, batch, on_progress
         )
-
-    async def run(client: aioredis.Redis, s: Settings) -> EnqueueReport:
-        return await enqueue_batches(
-            client,
-            Keys(s.redis_prefix),
-            reader.batches(),
-            provider=provider,
-            account=account,
-            batch=batch,
-            send=send,
-            on_progress=on_progress,
-        )
-
     async with reader:
-        return await _with_client(s, redis, run)
+        return await _enqueue(s, redis, reader.batches(), intake, batch, on_progress)
 
 
-async def _with_client(
+async def _enqueue(
     s: Settings,
     redis: aioredis.Redis | None,
-    run: Callable[[aioredis.Redis, Settings], Awaitable[EnqueueReport]],
+    items: Iterable[Taken] | AsyncIterable[list[Taken]],
+    intake: Intake,
+    batch: str | None,
+    on_progress: Callable[[int], None] | None,
 ) -> EnqueueReport:
-    """`run` with `redis`, or with a client on the configured (or embedded) Redis, closed after."""
+    """`worker.enqueue.enqueue` on `redis`, or on a client of the configured
+    (or embedded) Redis, closed afterwards."""
     if redis is not None:
-        return await run(redis, s)
+        keys = Keys(s.redis_prefix)
+        return await enqueue(redis, keys, items, intake, batch=batch, on_progress=on_progress)
     s, _ = with_redis(s)
     assert s.redis_url is not None
     client = aioredis.Redis.from_url(s.redis_url.get_secret_value())
     try:
-        return await run(client, s)
+        return await _enqueue(s, client, items, intake, batch, on_progress)
     finally:
         await client.aclose()
 
 
-def _validated(items: Iterable[Item], provider: Provider) -> Iterator[Record | RecordError]:
-    validate = _validator(provider)
-    for index, item in enumerate(items, start=1):
-        yield from _checked_item(index, item, provider, validate)
+def _numbered(items: Iterable[Item]) -> Iterator[Record | RecordError]:
+    for line, item in enumerate(items, start=1):
+        yield _record(line, item)
 
 
-async def _validated_async(
-    items: AsyncIterable[Item], provider: Provider
-) -> AsyncIterator[Record | RecordError]:
-    validate = _validator(provider)
-    index = 0
+async def _numbered_async(items: AsyncIterable[Item]) -> AsyncIterator[Record | RecordError]:
+    line = 0
     async for item in items:
-        index += 1
-        for record in _checked_item(index, item, provider, validate):
-            yield record
+        line += 1
+        yield _record(line, item)
 
 
-def _validator(provider: Provider) -> Callable[[Invoice], None]:
-    # Imported here: the provider package loads the HTTP clients; `enqueue_file`
-    # with a reader process validates there and must start it without them.
-    from jobs.providers import validator
-
-    return validator(provider)
-
-
-def _checked_item(
-    index: int, item: Item, provider: Provider, validate: Callable[[Invoice], None]
-) -> list[Record | RecordError]:
-    """`item` (the `index`-th given) as checked records; an `Invoice` is numbered by `index`."""
-    record = Record(line=index, invoice=item) if isinstance(item, Invoice) else item
-    if isinstance(record, RecordError):
-        return [record]
-    return checked(record, provider, validate)
+def _record(line: int, item: Item) -> Record | RecordError:
+    """An `Invoice` as the record numbered `line`; a record as it is."""
+    return Record(line=line, invoice=item) if isinstance(item, Invoice) else item

@@ -1,35 +1,35 @@
-"""The dead-letter queue: invoices parked for a person, and what a person can do.
+"""One dead-letter entry: how it is written, and how it reads.
 
-Entries are written by `HeldEntry.dead_letter` (one script with the ledger
-change); this module reads them, requeues them (through the same enqueue
-script as a bulk run, so a requeue supersedes the old job with a new
-generation and can never create a duplicate), discards them and exports them
-as CSV. Entries hold the invoice payload and our error text, never a secret.
-It never calls a provider.
+An entry is a hash beside the ledger record of an invoice parked for a
+person: why (the error's reason word, kind, message, status, code and field
+errors), how often it was tried, and its payload, never a secret. It is
+written in one script with the ledger change: `HeldEntry.dead_letter` for a
+job that failed, `park_invalid` for the invalid records of an enqueue (so
+every record of a file ends created, dead-lettered or visibly waiting). Both
+build its fields with `entry_fields`. What a person can do with entries is
+`worker.dlq`. This module never calls a provider.
 """
 
 from __future__ import annotations
 
-import builtins
-import csv
 import json
-from collections.abc import AsyncIterator, Awaitable
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO, cast
 
 import redis.asyncio as aioredis
 
-from jobs.errors import FieldError
-from jobs.models import Invoice, Provider
-from worker.enqueue import EnqueueOutcome, Enqueuer
-from worker.keys import Keys
-from worker.ledger import field_errors_from_list
-from worker.lua import Scripts
+from jobs.errors import ErrorInfo, FieldError, InvoiceInvalid
+from jobs.models import Provider
+from jobs.sources import RecordError
+from worker.error_json import field_errors_from_list, field_errors_to_list
+from worker.keys import Keys, invoice_key
+from worker.lua import INVOICES_PER_CALL, Scripts, script_env
 from worker.replies import RawHash, decoded, text
 
-PAGE_SIZE = 200
-"""Entries read per round trip while filtering."""
+_NUMBER = re.compile(r"[A-Za-z0-9._/-]{1,64}")
+"""An invoice number usable as a key (the model's rule): only those are parked."""
 CSV_COLUMNS = (
     "invoice_key",
     "number",
@@ -109,141 +109,80 @@ class DeadLetter:
         return [_no_formula(v) for v in values]
 
 
-class DeadLetters:
-    """The dead-letter queue on one Redis."""
+def entry_fields(error: ErrorInfo, *, attempts: int, reason: str | None = None) -> str:
+    """The fields of an entry about `error`, as the scripts take them (a JSON
+    object of strings); the scripts add where it stands (invoice key, batch,
+    provider, number, payload, times).
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
-        self.redis = redis
-        self.keys = keys
-        self.enqueuer = Enqueuer(redis, keys)
-        self.discard_script = Scripts.register(redis).discard
+    Args:
+        attempts: failed attempts so far.
+        reason: the entry's reason when it is not the error's own
+            ("exhausted": the retry budget ran out on a transient error).
+    """
+    fields = {
+        "reason": reason or error.reason,
+        "kind": error.kind,
+        "message": error.message,
+        "status": "" if error.status is None else str(error.status),
+        "code": error.code or "",
+        "field_errors": json.dumps(field_errors_to_list(error.field_errors)),
+        "attempts": str(attempts),
+    }
+    return json.dumps(fields)
 
-    async def count(self) -> int:
-        """How many invoices are parked."""
-        return int(await self.redis.zcard(self.keys.dead_letters()))
 
-    async def get(self, invoice_key: str) -> DeadLetter | None:
-        """The entry of `invoice_key`, or `None`."""
-        raw = await cast(Awaitable[RawHash], self.redis.hgetall(self.keys.dead_letter(invoice_key)))
-        return DeadLetter.parse(raw) if raw else None
+async def park_invalid(
+    redis: aioredis.Redis,
+    keys: Keys,
+    errors: Sequence[RecordError],
+    *,
+    provider: Provider,
+    account: str,
+    batch_id: str,
+) -> int:
+    """Dead-letter the invalid records that carry a usable invoice number; how many were.
 
-    async def list(
-        self,
-        *,
-        batch: str | None = None,
-        reason: str | None = None,
-        offset: int = 0,
-        limit: int = 100,
-    ) -> list[DeadLetter]:
-        """Entries, newest first, optionally of one batch and/or reason."""
-        found: list[DeadLetter] = []
-        skipped = 0
-        async for entry in self._scan(batch=batch, reason=reason):
-            if skipped < offset:
-                skipped += 1
-                continue
-            found.append(entry)
-            if len(found) >= limit:
-                break
-        return found
+    Their errors (one `RecordError` per problem) are grouped per number, so
+    the entry lists every field to fix; `invoicer dlq requeue KEY --payload
+    FILE` then supersedes it with the corrected invoice. A number already
+    active (queued, in flight, created) is left alone: the bad copy is only
+    reported (see `worker/lua/reject.lua`).
+    """
+    grouped: dict[str, list[RecordError]] = {}
+    for error in errors:
+        number = error.invoice_number
+        if number is not None and _NUMBER.fullmatch(number):
+            grouped.setdefault(number, []).append(error)
+    items = list(grouped.items())
+    if not items:
+        return 0
+    reject = Scripts.register(redis).reject
+    head = [script_env(keys), "", provider.value, account, batch_id]
+    parked = 0
+    for start in range(0, len(items), INVOICES_PER_CALL):
+        args = list(head)
+        for number, problems in items[start : start + INVOICES_PER_CALL]:
+            args += _invalid_args(number, problems, provider=provider, account=account)
+        replies = await reject(args=args)
+        parked += sum(text(r) == "dead_lettered" for r in replies)
+    return parked
 
-    async def requeue(self, invoice_key: str, *, payload: Invoice | None = None) -> EnqueueOutcome:
-        """Put a parked invoice back on its queue, with a fresh job, in its batch.
 
-        Args:
-            payload: a corrected invoice (same number); default: the stored one.
-
-        Returns:
-            SUPERSEDED when a new job was written; ALREADY_CREATED when the
-            invoice was created meanwhile (the stale entry is just dropped).
-
-        Raises:
-            KeyError: no dead-letter entry for `invoice_key`.
-            ValueError: the corrected payload has another invoice number.
-        """
-        entry = await self.get(invoice_key)
-        if entry is None:
-            raise KeyError(invoice_key)
-        if payload is None and not entry.payload:
-            raise ValueError(
-                f"{invoice_key} never parsed as an invoice: requeue it with a corrected payload"
-            )
-        invoice = payload or Invoice.model_validate_json(entry.payload)
-        if invoice.number != entry.number:
-            raise ValueError(f"corrected invoice has number {invoice.number}, not {entry.number}")
-        account_reply = self.redis.hget(self.keys.ledger(invoice_key), "account")
-        account = await cast(Awaitable[bytes | str | None], account_reply)
-        outcome, _ = await self.enqueuer.one(
-            invoice,
-            provider=entry.provider,
-            account=text(account) or "default",
-            batch=entry.batch,
-            mode="requeue",
-        )
-        return outcome
-
-    async def requeue_many(
-        self, *, batch: str | None = None, all: bool = False
-    ) -> dict[EnqueueOutcome, int]:
-        """Requeue every entry of `batch`, or every entry with `all=True`."""
-        if batch is None and not all:
-            raise ValueError("name a batch, or pass all=True")
-        keys = [entry.invoice_key async for entry in self._scan(batch=batch)]
-        counts: dict[EnqueueOutcome, int] = {}
-        for invoice_key in keys:
-            try:
-                outcome = await self.requeue(invoice_key)
-            except KeyError:  # discarded or requeued meanwhile
-                continue
-            except ValueError:  # needs a corrected payload: left for a person
-                continue
-            counts[outcome] = counts.get(outcome, 0) + 1
-        return counts
-
-    async def discard(self, invoice_key: str) -> bool:
-        """Give up on a parked invoice: `rejected|in_doubt -> discarded`, entry removed.
-
-        A created invoice whose send failed keeps its state; only the entry goes.
-        Returns False when there was no entry.
-        """
-        env = self.enqueuer.env
-        return bool(await self.discard_script(args=[env, "", invoice_key]))
-
-    async def export_csv(
-        self, out: TextIO, *, batch: str | None = None, reason: str | None = None
-    ) -> int:
-        """Write entries as CSV (header + one row each) to `out`; returns the row count."""
-        writer = csv.writer(out)
-        writer.writerow(CSV_COLUMNS)
-        rows = 0
-        async for entry in self._scan(batch=batch, reason=reason):
-            writer.writerow(entry.csv_row())
-            rows += 1
-        return rows
-
-    async def _scan(
-        self, *, batch: str | None = None, reason: str | None = None
-    ) -> AsyncIterator[DeadLetter]:
-        """Entries newest first, filtered here: pages of the index, no KEYS."""
-        start = 0
-        while page := await self._page(start):
-            for entry in page:
-                if entry is None:  # removed between the index read and the entry read
-                    continue
-                if (batch is None or entry.batch == batch) and (
-                    reason is None or entry.reason == reason
-                ):
-                    yield entry
-            start += PAGE_SIZE
-
-    async def _page(self, start: int) -> builtins.list[DeadLetter | None]:
-        """Entries `start .. start+PAGE_SIZE` (newest first); None where one vanished."""
-        keys = await self.redis.zrevrange(self.keys.dead_letters(), start, start + PAGE_SIZE - 1)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hgetall(self.keys.dead_letter(text(key)))
-            raws = await pipe.execute()
-        return [DeadLetter.parse(raw) if raw else None for raw in raws]
+def _invalid_args(
+    number: str, problems: list[RecordError], *, provider: Provider, account: str
+) -> list[str]:
+    """The reject script's four values for one invalid record."""
+    invoice = next((e.invoice for e in problems if e.invoice is not None), None)
+    error = ErrorInfo(
+        kind=InvoiceInvalid.__name__,
+        reason=InvoiceInvalid.reason,
+        message=f"line {problems[0].line}: {len(problems)} problem(s); fix and requeue "
+        "with --payload FILE",
+        field_errors=tuple(FieldError(e.field or "record", e.message) for e in problems),
+    )
+    payload = invoice.model_dump_json() if invoice is not None else ""
+    key = invoice_key(provider, account, number)
+    return [key, number, payload, entry_fields(error, attempts=0)]
 
 
 def _iso(ms: int) -> str:

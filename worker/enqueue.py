@@ -1,47 +1,36 @@
-"""Bulk enqueue: records in, ledger records and arq jobs out, pipelined.
+"""Bulk enqueue: prepared records in, ledger records and arq jobs out, pipelined.
 
 Each invoice is one run of `worker/lua/enqueue.lua`, which decides in one
 atomic step whether the invoice is new (ledger record + arq job), a
 duplicate, already created, a conflict (same number, other content) or a
 retry of a rejected invoice (a new generation with a fresh job id). The runs
 are sent in non-transactional pipelines of `chunk_size`, streaming: records
-are never all held in memory. Validation is the caller's: records are
-enqueued as given. This module never talks to a provider.
+are never all held in memory. Records come checked and serialised by
+`worker.intake`; the invalid ones are reported and parked
+(`worker.dead_letter.park_invalid`). This module never talks to a provider.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import secrets
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import redis.asyncio as aioredis
 
 from jobs.models import Invoice, Provider
-from jobs.sources import Record, RecordError
-from worker.intake import Prepared, script_item
-from worker.keys import Keys, invoice_key
-from worker.lua import Scripts, script_env
+from jobs.sources import RecordError
+from worker.dead_letter import park_invalid
+from worker.intake import Intake, Prepared, Taken, script_item
+from worker.keys import Keys
+from worker.lua import INVOICES_PER_CALL, Scripts, script_env
 from worker.replies import text
 
-INVOICES_PER_CALL = 50
-_NUMBER = re.compile(r"[A-Za-z0-9._/-]{1,64}")
-"""An invoice number usable as a key (the model's rule): only those are parked."""
-"""Invoices per script call: the key environment is decoded once per call, and
-Redis is never blocked for long (about 1 ms per call)."""
-
-__all__ = [
-    "EnqueueOutcome",
-    "EnqueueReport",
-    "Enqueuer",
-    "enqueue_batches",
-    "enqueue_invoices",
-]
+__all__ = ["EnqueueOutcome", "EnqueueReport", "Enqueuer", "enqueue"]
 
 
 class EnqueueOutcome(StrEnum):
@@ -130,43 +119,6 @@ def new_batch_id(name: str | None = None) -> str:
     return f"b-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{suffix}"
 
 
-class Enqueuer:
-    """Runs the enqueue script; shared by bulk enqueue and dead-letter requeue."""
-
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
-        self.redis = redis
-        self.keys = keys
-        scripts = Scripts.register(redis)
-        self.script = scripts.enqueue
-        self.reject = scripts.reject
-        self.env = script_env(keys)
-
-    def head(self, *, provider: Provider, account: str, batch: str, mode: str) -> list[str]:
-        """The script arguments shared by every invoice of one call."""
-        return [self.env, "", provider.value, account, batch, mode]
-
-    def item(self, invoice: Invoice, *, provider: Provider, account: str) -> list[str | bytes]:
-        """One invoice's script arguments (`worker.intake.script_item`)."""
-        return script_item(invoice, provider=provider, account=account)
-
-    async def one(
-        self, invoice: Invoice, *, provider: Provider, account: str, batch: str, mode: str
-    ) -> tuple[EnqueueOutcome, str]:
-        """Enqueue (or, with mode "requeue", requeue) one invoice."""
-        head = self.head(provider=provider, account=account, batch=batch, mode=mode)
-        reply = await self.script(
-            args=[*head, *self.item(invoice, provider=provider, account=account)]
-        )
-        return next(_outcomes(reply))
-
-
-def _outcomes(reply: list[bytes | str]) -> Iterator[tuple[EnqueueOutcome, str]]:
-    """The script's flat reply as (outcome, state met) pairs."""
-    values = [text(v) for v in reply]
-    for i in range(0, len(values), 2):
-        yield EnqueueOutcome(values[i]), values[i + 1]
-
-
 async def create_batch(
     redis: aioredis.Redis,
     keys: Keys,
@@ -195,140 +147,83 @@ async def create_batch(
     return batch_id
 
 
-async def enqueue_invoices(
+class Enqueuer:
+    """Runs the enqueue script; shared by bulk enqueue and dead-letter requeue."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.script = Scripts.register(redis).enqueue
+        self.env = script_env(keys)
+
+    def head(self, *, provider: Provider, account: str, batch: str, mode: str) -> list[str]:
+        """The script arguments shared by every invoice of one call."""
+        return [self.env, "", provider.value, account, batch, mode]
+
+    async def one(
+        self, invoice: Invoice, *, provider: Provider, account: str, batch: str, mode: str
+    ) -> tuple[EnqueueOutcome, str]:
+        """Enqueue (or, with mode "requeue", requeue) one invoice."""
+        head = self.head(provider=provider, account=account, batch=batch, mode=mode)
+        item = script_item(invoice, provider=provider, account=account)
+        return next(_outcomes(await self.script(args=[*head, *item])))
+
+
+def _outcomes(reply: list[bytes | str]) -> Iterator[tuple[EnqueueOutcome, str]]:
+    """The script's flat reply as (outcome, state met) pairs."""
+    values = [text(v) for v in reply]
+    for i in range(0, len(values), 2):
+        yield EnqueueOutcome(values[i]), values[i + 1]
+
+
+async def enqueue(
     redis: aioredis.Redis,
     keys: Keys,
-    records: Iterable[Record | RecordError] | AsyncIterable[Record | RecordError],
+    items: Iterable[Taken] | AsyncIterable[Iterable[Taken]],
+    intake: Intake,
     *,
-    provider: Provider,
-    account: str = "default",
     batch: str | None = None,
-    send: bool = False,
     chunk_size: int = 500,
     on_progress: Callable[[int], None] | None = None,
 ) -> EnqueueReport:
-    """Enqueue a stream of records as one new batch.
+    """Enqueue records prepared by `worker.intake` as one new batch.
 
     Args:
-        records: parsed records; `RecordError`s are reported, never enqueued.
-        provider: the provider every record goes to (a record naming another
-            provider is reported invalid).
+        items: what `worker.intake.prepared` made of the records, or batches
+            of it (a reader process's frames), in order; `RecordError`s are
+            reported, never enqueued, and parked in the dead-letter queue
+            when they carry a usable invoice number.
+        intake: the provider, account and `send` the items were prepared for.
         batch: a name for the batch; its id is derived from it (or from the time).
-        send: ask for every invoice to be sent once created.
         chunk_size: invoices per pipeline round trip.
-        on_progress: called after each chunk with the number of records handled so far.
+        on_progress: called after each chunk with the number of items handled so far.
 
     Returns:
         The batch id and what happened to each record.
     """
-
-    async def feed(run: _Chunked) -> None:
-        if isinstance(records, AsyncIterable):
-            async for item in records:
-                if run.take(item, chunk_size):
-                    await run.turn(chunk_size)
-        else:
-            for item in records:
-                if run.take(item, chunk_size):  # no coroutine per record: most need no await
-                    await run.turn(chunk_size)
-
-    return await _run(redis, keys, feed, provider, account, batch, send, on_progress)
-
-
-async def enqueue_batches(
-    redis: aioredis.Redis,
-    keys: Keys,
-    batches: AsyncIterable[Iterable[Prepared | RecordError]],
-    *,
-    provider: Provider,
-    account: str = "default",
-    batch: str | None = None,
-    send: bool = False,
-    chunk_size: int = 500,
-    on_progress: Callable[[int], None] | None = None,
-) -> EnqueueReport:
-    """`enqueue_invoices` of records already checked and serialised (`worker.intake`).
-
-    `batches` yields lists of `Prepared` tuples (made for this `provider`,
-    account and `send`) and `RecordError`s, in file order: the report is the
-    one `enqueue_invoices` gives for the same records.
-    """
-
-    async def feed(run: _Chunked) -> None:
-        async for items in batches:
-            for item in items:
-                if run.take(item, chunk_size):
-                    await run.turn(chunk_size)
-
-    return await _run(redis, keys, feed, provider, account, batch, send, on_progress)
-
-
-async def _run(
-    redis: aioredis.Redis,
-    keys: Keys,
-    feed: Callable[[_Chunked], Awaitable[None]],
-    provider: Provider,
-    account: str,
-    batch: str | None,
-    send: bool,
-    on_progress: Callable[[int], None] | None,
-) -> EnqueueReport:
-    """Register the batch, let `feed` fill the chunks, then park the invalid records."""
     batch_id = await create_batch(
-        redis, keys, provider=provider, account=account, name=batch, send=send
+        redis, keys, provider=intake.provider, account=intake.account, name=batch, send=intake.send
     )
-    report = EnqueueReport(batch_id=batch_id, provider=provider)
-    run = _Chunked(Enqueuer(redis, keys), report, account=account, send=send, progress=on_progress)
+    report = EnqueueReport(batch_id=batch_id, provider=intake.provider)
+    run = _Chunked(Enqueuer(redis, keys), report, intake.account, chunk_size, on_progress)
     try:
-        await feed(run)
+        if isinstance(items, AsyncIterable):
+            async for some in items:
+                await run.feed(some)
+        else:
+            await run.feed(items)
         await run.flush()
     finally:
         await run.settle()
-    await _park_invalid(Enqueuer(redis, keys), report, account=account)
+    report.invalid_dead_lettered = await park_invalid(
+        redis,
+        keys,
+        report.invalid,
+        provider=intake.provider,
+        account=intake.account,
+        batch_id=batch_id,
+    )
     return report
-
-
-async def _park_invalid(enqueuer: Enqueuer, report: EnqueueReport, *, account: str) -> None:
-    """Dead-letter the invalid records that carry a usable invoice number.
-
-    Their errors (one `RecordError` per problem) are grouped per number, so
-    the entry lists every field to fix; `invoicer dlq requeue KEY --payload
-    FILE` then supersedes it with the corrected invoice.
-    """
-    grouped: dict[str, list[RecordError]] = {}
-    for error in report.invalid:
-        number = error.invoice_number
-        if number is not None and _NUMBER.fullmatch(number):
-            grouped.setdefault(number, []).append(error)
-    items = list(grouped.items())
-    head = [enqueuer.env, "", report.provider.value, account, report.batch_id]
-    for start in range(0, len(items), INVOICES_PER_CALL):
-        args = list(head)
-        for number, errors in items[start : start + INVOICES_PER_CALL]:
-            args += _reject_args(number, errors, provider=report.provider, account=account)
-        replies = await enqueuer.reject(args=args)
-        report.invalid_dead_lettered += sum(
-            r in ("dead_lettered", b"dead_lettered") for r in replies
-        )
-
-
-def _reject_args(
-    number: str, errors: list[RecordError], *, provider: Provider, account: str
-) -> list[str]:
-    invoice = next((e.invoice for e in errors if e.invoice is not None), None)
-    fields = [{"field": e.field or "record", "message": e.message} for e in errors]
-    entry = {
-        "reason": "invalid",
-        "kind": "InvoiceInvalid",
-        "message": f"line {errors[0].line}: {len(errors)} problem(s); fix and requeue "
-        "with --payload FILE",
-        "status": "",
-        "code": "",
-        "field_errors": json.dumps(fields),
-        "attempts": "0",
-    }
-    payload = invoice.model_dump_json() if invoice is not None else ""
-    return [invoice_key(provider, account, number), number, payload, json.dumps(entry)]
 
 
 @dataclass
@@ -343,37 +238,31 @@ class _Chunked:
     enqueuer: Enqueuer
     report: EnqueueReport
     account: str
-    send: bool
+    chunk_size: int
     progress: Callable[[int], None] | None = None
     handled: int = 0
     pending: list[Prepared] = field(default_factory=list)
     inflight: asyncio.Task[None] | None = None
 
-    def take(self, item: Record | RecordError | Prepared, chunk_size: int) -> bool:
-        """Buffer one record; True when the caller must now `await self.turn(chunk_size)`."""
-        self.handled += 1
-        if isinstance(item, tuple):  # already checked and serialised by worker.intake
+    async def feed(self, items: Iterable[Taken]) -> None:
+        """Buffer `items`, sending each chunk as it fills."""
+        for item in items:
+            self.handled += 1
+            if isinstance(item, RecordError):
+                self.report.invalid.append(item)
+                continue
             self.pending.append(item)
-            return self._full(chunk_size)
-        if isinstance(item, RecordError):
-            self.report.invalid.append(item)
-            return False
-        if item.provider is not None and item.provider != self.report.provider:
-            self.report.invalid.append(_wrong_provider(item, self.report.provider))
-            return False
-        invoice = item.invoice.model_copy(update={"send": True}) if self.send else item.invoice
-        args = self.enqueuer.item(invoice, provider=self.report.provider, account=self.account)
-        self.pending.append((item.line, invoice.number, args))
-        return self._full(chunk_size)
+            if self._full():  # no coroutine per record: most need no await
+                await self.turn()
 
-    def _full(self, chunk_size: int) -> bool:
-        return len(self.pending) >= chunk_size or (
+    def _full(self) -> bool:
+        return len(self.pending) >= self.chunk_size or (
             self.inflight is not None and len(self.pending) % INVOICES_PER_CALL == 0
         )
 
-    async def turn(self, chunk_size: int) -> None:
+    async def turn(self) -> None:
         """Send a full chunk, or give the chunk in flight a turn (socket writes, reply)."""
-        if len(self.pending) >= chunk_size:
+        if len(self.pending) >= self.chunk_size:
             await self.flush()
         else:
             await asyncio.sleep(0)
@@ -412,12 +301,3 @@ class _Chunked:
             self.report.count(outcome, line, number, state)
         if self.progress is not None:
             self.progress(handled)
-
-
-def _wrong_provider(item: Record, provider: Provider) -> RecordError:
-    return RecordError(
-        line=item.line,
-        message=f"record is for {item.provider}, this batch is for {provider.value}",
-        field="provider",
-        invoice_number=item.invoice.number,
-    )

@@ -1,81 +1,121 @@
-"""File intake: read, validate and serialise a file's invoices, here or in a child process.
+"""Intake: one record in, the enqueue script's arguments out, or why not.
 
-This module owns turning records into what the enqueue script takes (the
-`script_item` arguments), and the *reader process*: for a large file,
-`FileReader` starts `python -c "...child_main()"`, which reads the file
-(`jobs.sources.read_invoices`), applies the provider's own rules and
-serialises each invoice (payload JSON, fingerprint, key), and streams compact
-batches back over its standard output. The parent then only packs script
-arguments and talks to Redis, so parsing (one CPU) and enqueueing (the other
-CPU, and Redis) overlap.
+Every way into the queue goes through `prepare`: a file (`worker.api.enqueue_file`,
+read here or in a reader process, `worker.reader`), invoices handed over in
+Python (`worker.api.enqueue_invoices`) and the HTTP API, which calls the latter.
+It refuses a record meant for another provider, checks the invoice with the
+provider's own rules (a request the provider refuses costs Stax users their IP
+after ten), forces `send` when the batch asks for it, and serialises the invoice
+once: its invoice key, fingerprint and payload JSON, what `worker/lua/enqueue.lua`
+takes per invoice.
 
-Why a plain subprocess and not `multiprocessing`: its "spawn" and
-"forkserver" children re-import the parent's `__main__`, which for
-`invoicer` is the whole CLI; this child imports only this module, the reader,
-the models and the provider rules (never Redis, never settings), and it gets
-no API key in its environment.
-
-Frames on the pipe: a 4-byte big-endian length, then a pickle of
-`(kind, value)`; kinds are `items` (a list of `Prepared` tuples and
-`RecordError`s, in file order), `source_error` (the `SourceError` message),
-`crash` (the exception; its traceback goes to stderr) and `done` (records
-sent). Pickle is safe here: both ends are this program, over a private pipe.
-This module must not talk to Redis or a provider.
+This module must not talk to Redis or a provider: the reader process runs it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import pickle
-import signal
-import struct
-import sys
-import traceback
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from pathlib import Path
-from typing import BinaryIO, TypeAlias
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TypeAlias
 
 from jobs.errors import FieldError, InvoiceInvalid
 from jobs.models import Invoice, Provider, fingerprint_of
-from jobs.sources import Record, RecordError, SourceError, read_invoices
+from jobs.sources import Record, RecordError
 from worker.keys import invoice_key
-
-PARALLEL_MIN_BYTES = 2 * 1024 * 1024
-"""Files smaller than this are read in-process: the reader process costs ~0.4 s
-to start (its imports), about what reading 2 MB (~5,000 invoices) takes."""
-ITEMS_PER_FRAME = 250
-"""Records per frame: big enough that pickling is per batch, small enough
-(~250 KB) that the parent starts enqueueing early and memory stays flat."""
-READ_AHEAD_BYTES = 8 * 1024 * 1024
-"""How far the reader process may run ahead of Redis (in memory here, ~8,000
-invoices) before it waits: it must not stall while we wait for a reply, nor
-fill our memory with a whole file."""
-_PIPE_BYTES = 1024 * 1024
-_LENGTH = struct.Struct(">I")
-_INTERRUPTED = 130
 
 Prepared: TypeAlias = tuple[int, str, list[str | bytes]]
 """A valid invoice ready for the enqueue script: (line, invoice number, `script_item`)."""
-Intake: TypeAlias = Prepared | RecordError
+Taken: TypeAlias = Prepared | RecordError
+"""What intake makes of a record: the invoice prepared, or one of its problems."""
 Validate: TypeAlias = Callable[[Invoice], None]
+"""Checks one invoice; raises `InvoiceInvalid` with its field errors."""
 
 __all__ = [
-    "PARALLEL_MIN_BYTES",
-    "FileReader",
-    "IntakeFailed",
+    "Intake",
     "Prepared",
-    "checked",
-    "child_main",
+    "Taken",
+    "prepare",
     "prepared",
+    "prepared_async",
     "script_item",
-    "worth_a_process",
 ]
 
 
-class IntakeFailed(RuntimeError):
-    """The reader process stopped before the end of the file (crash, kill, bug)."""
+@dataclass(frozen=True)
+class Intake:
+    """What the records of one enqueue are checked against and made into.
+
+    Attributes:
+        provider: where every record goes; a record naming another provider is
+            refused, and the invoice is checked with this provider's rules.
+        account: the provider account (part of every invoice key).
+        send: send each invoice to its customer once created.
+        rules: the check; by default the provider's own
+            (`jobs.providers.validator`), loaded on first use.
+    """
+
+    provider: Provider
+    account: str = "default"
+    send: bool = False
+    rules: Validate | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def validate(self) -> Validate:
+        """`rules`, or the provider's own."""
+        if self.rules is not None:
+            return self.rules
+        # Imported here: the provider package loads the HTTP clients, which the
+        # parent of a reader process never needs (and must not wait for).
+        from jobs.providers import validator
+
+        return validator(self.provider)
+
+
+def prepare(item: Record | RecordError, intake: Intake) -> Prepared | list[RecordError]:
+    """One record as the enqueue script takes it, or every problem that keeps it out.
+
+    A `RecordError` (the reader's) comes back as is; a record for another
+    provider, or one the provider's rules refuse, as one `RecordError` per
+    problem (each naming the line, field and invoice number; the rules'
+    also carry the invoice, so the dead letter can hold it).
+    """
+    if isinstance(item, RecordError):
+        return [item]
+    number = item.invoice.number
+    if item.provider is not None and item.provider is not intake.provider:
+        message = f"record is for {item.provider.value}, this batch is for {intake.provider.value}"
+        return [RecordError(item.line, message, field="provider", invoice_number=number)]
+    try:
+        intake.validate(item.invoice)
+    except InvoiceInvalid as exc:
+        return _refused(item, exc)
+    invoice = item.invoice.model_copy(update={"send": True}) if intake.send else item.invoice
+    return (
+        item.line,
+        number,
+        script_item(invoice, provider=intake.provider, account=intake.account),
+    )
+
+
+def prepared(items: Iterable[Record | RecordError], intake: Intake) -> Iterator[Taken]:
+    """`prepare` over a stream of records, in order, one `RecordError` per problem."""
+    for item in items:
+        result = prepare(item, intake)
+        if isinstance(result, list):
+            yield from result
+        else:
+            yield result
+
+
+async def prepared_async(
+    items: AsyncIterable[Record | RecordError], intake: Intake
+) -> AsyncIterator[list[Taken]]:
+    """`prepare` over an async stream of records: what each record became, in order."""
+    async for item in items:
+        result = prepare(item, intake)
+        taken: list[Taken] = [*result] if isinstance(result, list) else [result]
+        yield taken
 
 
 def script_item(invoice: Invoice, *, provider: Provider, account: str) -> list[str | bytes]:
@@ -92,222 +132,15 @@ def script_item(invoice: Invoice, *, provider: Provider, account: str) -> list[s
     ]
 
 
-def checked(record: Record, provider: Provider, validate: Validate) -> list[Record | RecordError]:
-    """The record, or one `RecordError` per problem the provider's rules find."""
-    number = record.invoice.number
-    if record.provider is not None and record.provider is not provider:
-        message = f"holds a {record.provider.value} request but the batch is for {provider.value}"
-        return [RecordError(record.line, message, field="provider", invoice_number=number)]
-    try:
-        validate(record.invoice)
-    except InvoiceInvalid as exc:
-        problems = exc.field_errors or (FieldError("invoice", exc.message),)
-        return [
-            RecordError(
-                record.line,
-                problem.message,
-                field=problem.field,
-                invoice_number=number,
-                invoice=record.invoice,
-            )
-            for problem in problems
-        ]
-    return [record]
-
-
-def prepared(
-    items: Iterable[Record | RecordError], *, provider: Provider, account: str, send: bool
-) -> Iterator[Intake]:
-    """Checked records as `Prepared` tuples (invoice forced to send with `send`), errors as is."""
-    # Imported here: the provider package loads the HTTP clients, which the
-    # parent of a reader process never needs (and must not wait for).
-    from jobs.providers import validator
-
-    validate = validator(provider)
-    for item in items:
-        if isinstance(item, RecordError):
-            yield item
-            continue
-        for result in checked(item, provider, validate):
-            if isinstance(result, RecordError):
-                yield result
-                continue
-            invoice = result.invoice
-            if send:
-                invoice = invoice.model_copy(update={"send": True})
-            args = script_item(invoice, provider=provider, account=account)
-            yield (result.line, invoice.number, args)
-
-
-def worth_a_process(path: Path) -> bool:
-    """True when `path` is a regular file big enough to read in a reader process."""
-    try:
-        return path.is_file() and path.stat().st_size >= PARALLEL_MIN_BYTES
-    except OSError:
-        return False
-
-
-# -- the child ---------------------------------------------------------------
-
-
-def child_main(argv: list[str] | None = None) -> None:
-    """Entry point of the reader process: `PATH PROVIDER ACCOUNT SEND(0|1)`."""
-    path, provider, account, send = (argv if argv is not None else sys.argv[1:])[:4]
-    # Frames go to the original stdout; anything printed by mistake goes to
-    # stderr instead of corrupting them.
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)
-    _widen_pipe(out)
-    code = _INTERRUPTED  # Ctrl-C reaches the whole process group: the parent reports it
-    with contextlib.suppress(KeyboardInterrupt, OSError):
-        # OSError: a closed pipe means the parent is gone, nobody to tell.
-        code = _serve(out, Path(path), Provider(provider), account, send == "1")
-        out.close()
-    # os._exit: no interpreter teardown (freeing every object) on the way out.
-    os._exit(code)
-
-
-def _serve(out: BinaryIO, path: Path, provider: Provider, account: str, send: bool) -> int:
-    """Stream the file's frames to `out`; the process exit code."""
-    try:
-        items = prepared(read_invoices(path), provider=provider, account=account, send=send)
-        _write(out, "done", _stream(out, items))
-    except SourceError as exc:
-        _write(out, "source_error", str(exc))
-    except (KeyboardInterrupt, BrokenPipeError):
-        raise
-    except Exception as exc:  # whatever it is, the parent must hear of it
-        traceback.print_exc()  # the details, on the stderr we share with the parent
-        _write(out, "crash", f"{type(exc).__name__}: {exc}")
-        return 1
-    return 0
-
-
-def _widen_pipe(out: BinaryIO) -> None:
-    """A larger pipe (Linux): fewer stalls while the parent is busy with Redis."""
-    try:
-        import fcntl  # not on Windows
-    except ImportError:
-        return
-    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if set_size is not None:
-        with contextlib.suppress(OSError):  # above the system's maximum: keep the default
-            fcntl.fcntl(out.fileno(), set_size, _PIPE_BYTES)
-
-
-def _stream(out: BinaryIO, items: Iterator[Intake]) -> int:
-    batch: list[Intake] = []
-    sent = 0
-    for item in items:
-        batch.append(item)
-        if len(batch) >= ITEMS_PER_FRAME:
-            _write(out, "items", batch)
-            sent += len(batch)
-            batch = []
-    if batch:
-        _write(out, "items", batch)
-        sent += len(batch)
-    return sent
-
-
-def _write(out: BinaryIO, kind: str, value: object) -> None:
-    body = pickle.dumps((kind, value), protocol=pickle.HIGHEST_PROTOCOL)
-    out.write(_LENGTH.pack(len(body)) + body)
-    out.flush()
-
-
-# -- the parent --------------------------------------------------------------
-
-_CHILD_CODE = "from worker.intake import child_main; child_main()"
-_SETTINGS_PREFIXES = ("MAAST_", "STAX_", "INVOICER_")
-
-
-class FileReader:
-    """The reader process of one file, as an async iterator of batches (parent side).
-
-    Use `async with reader: async for batch in reader.batches(): ...`.
-    Leaving the block (normally, on error or on cancellation) kills the
-    process if it is still running and reaps it.
-    """
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.finished = False
-
-    @classmethod
-    async def start(
-        cls, path: Path, *, provider: Provider, account: str, send: bool
-    ) -> FileReader | None:
-        """Start the reader process; None when no process can be started here."""
-        if not sys.executable:
-            return None
-        args = [str(path), provider.value, account, "1" if send else "0"]
-        try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                _CHILD_CODE,
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                env=_child_env(),
-                limit=READ_AHEAD_BYTES // 2,  # asyncio stops reading the pipe at twice this
-            )
-        except (OSError, NotImplementedError):
-            return None
-        return cls(process)
-
-    async def __aenter__(self) -> FileReader:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Kill the process unless it finished, and reap it."""
-        if self.process.returncode is None and not self.finished:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-        await self.process.wait()
-
-    async def batches(self) -> AsyncIterator[list[Intake]]:
-        """Each batch of records in file order; raises `SourceError` or `IntakeFailed`."""
-        while True:
-            kind, value = await self._frame()
-            if kind == "items":
-                yield value
-            elif kind == "done":
-                self.finished = True
-                return
-            elif kind == "source_error":
-                self.finished = True
-                raise SourceError(value)
-            else:
-                self.finished = True
-                raise IntakeFailed(f"the file reader process failed ({value})")
-
-    async def _frame(self) -> tuple[str, list[Intake]]:
-        stream = self.process.stdout
-        assert stream is not None
-        try:
-            header = await stream.readexactly(_LENGTH.size)
-            body = await stream.readexactly(_LENGTH.unpack(header)[0])
-        except asyncio.IncompleteReadError:
-            code = await self.process.wait()
-            if code in (_INTERRUPTED, -signal.SIGINT):
-                # Ctrl-C hit the whole process group: stop like the in-process path.
-                raise KeyboardInterrupt from None
-            raise IntakeFailed(
-                f"the file reader process stopped before the end of the file (exit code {code})"
-            ) from None
-        frame: tuple[str, list[Intake]] = pickle.loads(body)  # our own child's frames
-        return frame
-
-
-def _child_env() -> dict[str, str]:
-    """The environment minus our settings (API keys, the Redis URL and its password),
-    with our packages importable from any working directory."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SETTINGS_PREFIXES)}
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    return env
+def _refused(record: Record, error: InvoiceInvalid) -> list[RecordError]:
+    problems = error.field_errors or (FieldError("invoice", error.message),)
+    return [
+        RecordError(
+            record.line,
+            problem.message,
+            field=problem.field,
+            invoice_number=record.invoice.number,
+            invoice=record.invoice,
+        )
+        for problem in problems
+    ]

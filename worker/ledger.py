@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import cast
 
 import redis.asyncio as aioredis
 
-from jobs.errors import ErrorInfo, FieldError
+from jobs.errors import ErrorInfo
 from jobs.models import InvoiceReceipt, Provider
 from jobs.ports import Claim
+from worker.dead_letter import entry_fields
+from worker.error_json import error_from_json, error_to_json
 from worker.keys import Keys
 from worker.limits import PauseState, pause_from_read
 from worker.lua import ScriptBatch, Scripts, script_env
@@ -62,43 +64,6 @@ class LeaseLost(Exception):
 
 class InvalidTransition(RuntimeError):
     """A holder asked for a change its record's state does not allow (a bug)."""
-
-
-def error_to_json(error: ErrorInfo) -> str:
-    """`ErrorInfo` as the JSON stored in the ledger and dead letters."""
-    return json.dumps(
-        {
-            "kind": error.kind,
-            "reason": error.reason,
-            "message": error.message,
-            "status": error.status,
-            "code": error.code,
-            "field_errors": field_errors_to_list(error.field_errors),
-        }
-    )
-
-
-def error_from_json(text: str) -> ErrorInfo:
-    """The inverse of `error_to_json`."""
-    data = json.loads(text)
-    return ErrorInfo(
-        kind=data["kind"],
-        reason=data["reason"],
-        message=data["message"],
-        status=data.get("status"),
-        code=data.get("code"),
-        field_errors=tuple(field_errors_from_list(data.get("field_errors") or [])),
-    )
-
-
-def field_errors_to_list(errors: Iterable[FieldError]) -> list[dict[str, str]]:
-    """Field errors as plain JSON-able dicts."""
-    return [{"field": e.field, "message": e.message} for e in errors]
-
-
-def field_errors_from_list(items: Iterable[Mapping[str, str]]) -> list[FieldError]:
-    """The inverse of `field_errors_to_list`."""
-    return [FieldError(field=i["field"], message=i["message"]) for i in items]
 
 
 @dataclass(frozen=True)
@@ -388,15 +353,7 @@ class Ledger:
         """Dead-letter a held entry (see `HeldEntry.dead_letter`)."""
         if exhausted is None:
             exhausted = error.reason in TRANSIENT_REASONS
-        fields = {
-            "reason": "exhausted" if exhausted else error.reason,
-            "kind": error.kind,
-            "message": error.message,
-            "status": "" if error.status is None else str(error.status),
-            "code": error.code or "",
-            "field_errors": json.dumps(field_errors_to_list(error.field_errors)),
-            "attempts": str(attempts),
-        }
+        fields = entry_fields(error, attempts=attempts, reason="exhausted" if exhausted else None)
         maybe_landed = "0" if error.reason in PERMANENT_REASONS else "1"
         reply = await self.scripts.dead_letter(
             args=[
@@ -405,7 +362,7 @@ class Ledger:
                 entry.invoice_key,
                 entry.token,
                 error_to_json(error),
-                json.dumps(fields),
+                fields,
                 maybe_landed,
             ]
         )

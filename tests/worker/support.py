@@ -1,21 +1,26 @@
-"""Helpers for tests that run worker processes against the sandbox."""
+"""Helpers for tests that enqueue, and for tests that run worker processes against the sandbox."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterable, Callable, Iterable
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
 from jobs.models import Customer, Invoice, LineItem, Provider
-from jobs.sources import RecordError
+from jobs.sources import Record, RecordError
 from sandbox.config import DEFAULT_MAAST_KEY, DEFAULT_STAX_KEY
 from worker import api
 from worker.enqueue import EnqueueReport
+from worker.enqueue import enqueue as enqueue_taken
+from worker.intake import Intake, Taken, prepared, prepared_async
+from worker.keys import Keys
 from worker.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,3 +88,33 @@ async def enqueue(
 
 def settings_of(env: dict[str, str]) -> Settings:
     return load_settings(env, env_file=None)
+
+
+def any_invoice(invoice: Invoice) -> None:
+    """Intake rules that take every invoice the model takes (no provider's rules)."""
+
+
+async def enqueue_records(
+    redis: aioredis.Redis,
+    keys: Keys,
+    records: Iterable[Record | RecordError] | AsyncIterable[Record | RecordError],
+    *,
+    provider: Provider,
+    account: str = "default",
+    batch: str | None = None,
+    send: bool = False,
+    chunk_size: int = 500,
+    on_progress: Callable[[int], None] | None = None,
+) -> EnqueueReport:
+    """Records through intake and `worker.enqueue.enqueue`, as `invoicer enqueue`
+    takes them, but without the provider's rules: these tests are about Redis
+    (some park invoices a provider's rules would have kept out)."""
+    intake = Intake(provider, account, send, rules=any_invoice)
+    items: Iterable[Taken] | AsyncIterable[list[Taken]]
+    if isinstance(records, AsyncIterable):
+        items = prepared_async(records, intake)
+    else:
+        items = prepared(records, intake)
+    return await enqueue_taken(
+        redis, keys, items, intake, batch=batch, chunk_size=chunk_size, on_progress=on_progress
+    )

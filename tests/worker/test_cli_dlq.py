@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 from jobs.errors import ErrorInfo, FieldError
 from jobs.models import Customer, Invoice, LineItem, Provider
 from jobs.sources import Record
+from tests.worker.support import enqueue_records
 from worker.cli import dlq as dlq_cli
-from worker.dead_letter import DeadLetters
-from worker.enqueue import enqueue_invoices
+from worker.dlq import DeadLetters
 from worker.keys import Keys, invoice_key
 from worker.ledger import Ledger, State
 
@@ -51,7 +51,7 @@ async def park(redis: aioredis.Redis, rejected: list[str], in_doubt: list[str]) 
     """Enqueue one batch and dead-letter its invoices as rejected or in doubt."""
     numbers = rejected + in_doubt
     records = [Record(line=i + 2, invoice=invoice(n)) for i, n in enumerate(numbers)]
-    report = await enqueue_invoices(redis, KEYS, records, provider=Provider.MAAST, batch="dl")
+    report = await enqueue_records(redis, KEYS, records, provider=Provider.MAAST, batch="dl")
     ledger = Ledger(redis, KEYS)
     for number in numbers:
         record = await ledger.get(key(number))

@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 
 from jobs.models import Provider
 from worker.cli import app
-from worker.dead_letter import DeadLetters
+from worker.dlq import DeadLetters
 from worker.keys import Keys, invoice_key
 from worker.ledger import Ledger, State
 

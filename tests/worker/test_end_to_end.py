@@ -23,7 +23,7 @@ from sandbox.config import (
     SandboxConfig,
 )
 from tests.worker.support import enqueue, invoice, settings_of, start_worker, wait_all, worker_env
-from worker.dead_letter import DeadLetters
+from worker.dlq import DeadLetters
 from worker.keys import Keys, invoice_key
 from worker.ledger import Ledger, State
 

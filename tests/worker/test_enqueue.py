@@ -11,6 +11,7 @@ from arq.jobs import deserialize_job
 
 from jobs.models import Provider
 from jobs.sources import Record, RecordError
+from tests.worker.support import enqueue_records
 from tests.worker.test_ledger import (
     KEYS,
     REJECTED,
@@ -21,12 +22,7 @@ from tests.worker.test_ledger import (
     receipt,
 )
 from worker.arq_job import JOB_FUNCTION
-from worker.enqueue import (
-    EnqueueOutcome,
-    Enqueuer,
-    enqueue_invoices,
-    new_batch_id,
-)
+from worker.enqueue import EnqueueOutcome, Enqueuer, new_batch_id
 from worker.keys import ARQ_JOB
 from worker.ledger import Ledger, State
 
@@ -35,7 +31,7 @@ async def test_new_invoices_are_accepted_with_ledger_batch_and_arq_job(
     redis_client: aioredis.Redis,
 ) -> None:
     records = [Record(line=2, invoice=make_invoice("A")), Record(line=3, invoice=make_invoice("B"))]
-    report = await enqueue_invoices(
+    report = await enqueue_records(
         redis_client, KEYS, records, provider=Provider.MAAST, batch="March run", send=True
     )
     assert report.accepted == 2 and report.ok
@@ -63,14 +59,14 @@ async def test_new_invoices_are_accepted_with_ledger_batch_and_arq_job(
 
 
 async def test_duplicate_conflict_and_already_created(redis_client: aioredis.Redis) -> None:
-    await enqueue_invoices(
+    await enqueue_records(
         redis_client, KEYS, [Record(1, make_invoice("A"))], provider=Provider.MAAST
     )
     again = [
         Record(line=2, invoice=make_invoice("A")),  # same content: duplicate
         Record(line=3, invoice=make_invoice("A", price="99.00")),  # other content: conflict
     ]
-    report = await enqueue_invoices(redis_client, KEYS, again, provider=Provider.MAAST)
+    report = await enqueue_records(redis_client, KEYS, again, provider=Provider.MAAST)
     assert report.duplicates == 1 and report.accepted == 0 and not report.ok
     assert report.conflicts == [(3, "A", "invoice A is already queued with different content")]
 
@@ -78,7 +74,7 @@ async def test_duplicate_conflict_and_already_created(redis_client: aioredis.Red
     held = await claim(ledger, "maast:A")
     await held.mark_sending()
     await held.mark_created(receipt("A"))
-    report = await enqueue_invoices(
+    report = await enqueue_records(
         redis_client, KEYS, [Record(1, make_invoice("A"))], provider=Provider.MAAST
     )
     assert report.already_created == 1
@@ -89,7 +85,7 @@ async def test_duplicate_conflict_and_already_created(redis_client: aioredis.Red
 async def test_rejected_invoice_is_superseded_into_the_new_batch(
     redis_client: aioredis.Redis,
 ) -> None:
-    first = await enqueue_invoices(
+    first = await enqueue_records(
         redis_client, KEYS, [Record(1, make_invoice("A"))], provider=Provider.MAAST
     )
     ledger = Ledger(redis_client, KEYS)
@@ -99,7 +95,7 @@ async def test_rejected_invoice_is_superseded_into_the_new_batch(
     await held.release()
 
     fixed = make_invoice("A", price="12.00")
-    second = await enqueue_invoices(redis_client, KEYS, [Record(1, fixed)], provider=Provider.MAAST)
+    second = await enqueue_records(redis_client, KEYS, [Record(1, fixed)], provider=Provider.MAAST)
     assert second.accepted == 1 and second.superseded == 1
     record = await ledger.get("maast:A")
     assert record is not None
@@ -117,7 +113,7 @@ async def test_rejected_invoice_is_superseded_into_the_new_batch(
 async def test_chunked_enqueue_writes_jobs_arq_can_read(redis_client: aioredis.Redis) -> None:
     progress: list[int] = []
     records = (Record(line=i, invoice=make_invoice(f"INV-{i}")) for i in range(2000))
-    report = await enqueue_invoices(
+    report = await enqueue_records(
         redis_client,
         KEYS,
         records,
@@ -148,7 +144,7 @@ async def test_invalid_records_and_other_providers_are_reported(
         yield Record(line=3, invoice=make_invoice("B"), provider=Provider.STAX)
         yield Record(line=4, invoice=make_invoice("C"), provider=Provider.MAAST)
 
-    report = await enqueue_invoices(redis_client, KEYS, records(), provider=Provider.MAAST)
+    report = await enqueue_records(redis_client, KEYS, records(), provider=Provider.MAAST)
     assert report.accepted == 1 and not report.ok
     assert [e.line for e in report.invalid] == [2, 3]
     data = report.as_dict()
@@ -190,7 +186,7 @@ async def test_a_failing_source_stops_after_the_chunks_already_sent(
         raise OSError("disk gone")
 
     with pytest.raises(OSError, match="disk gone"):
-        await enqueue_invoices(
+        await enqueue_records(
             redis_client, KEYS, records(), provider=Provider.MAAST, chunk_size=100
         )
     # The two full chunks landed, consistently; the partial third never left.

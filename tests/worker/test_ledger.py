@@ -15,8 +15,9 @@ import redis.asyncio as aioredis
 from jobs.errors import ErrorInfo, FieldError
 from jobs.models import Customer, Invoice, InvoiceReceipt, LineItem, Provider
 from jobs.sources import Record
-from worker.dead_letter import DeadLetters
-from worker.enqueue import EnqueueReport, enqueue_invoices
+from tests.worker.support import enqueue_records
+from worker.dlq import DeadLetters
+from worker.enqueue import EnqueueReport
 from worker.keys import ARQ_IN_PROGRESS, ARQ_JOB, Keys
 from worker.ledger import HeldEntry, InvalidTransition, LeaseLost, Ledger, State
 
@@ -57,7 +58,7 @@ async def enqueue(
     redis: aioredis.Redis, *invoices: Invoice, batch: str | None = None
 ) -> EnqueueReport:
     records = [Record(line=i + 2, invoice=inv) for i, inv in enumerate(invoices)]
-    return await enqueue_invoices(redis, KEYS, records, provider=Provider.MAAST, batch=batch)
+    return await enqueue_records(redis, KEYS, records, provider=Provider.MAAST, batch=batch)
 
 
 async def claim(ledger: Ledger, key: str = "maast:INV-1") -> HeldEntry:

@@ -23,7 +23,7 @@ from jobs.models import Provider
 from sandbox.client import SandboxClient
 from tests.worker.support import enqueue, invoice, start_worker, wait_all, worker_env
 from worker.cli import app
-from worker.dead_letter import DeadLetters
+from worker.dlq import DeadLetters
 from worker.keys import Keys, invoice_key
 from worker.ledger import Ledger, State
 

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from jobs.errors import ErrorInfo, FieldError
 from jobs.models import Customer, Invoice, InvoiceReceipt, LineItem, Provider
 from jobs.sources import Record
+from tests.worker.support import enqueue_records
 from worker.cli import status as status_cli
-from worker.enqueue import enqueue_invoices
 from worker.keys import Keys, invoice_key
 from worker.ledger import Ledger, LedgerRecord
 from worker.report import COLUMNS, safe_cell, write_report
@@ -38,7 +38,7 @@ def invoice(number: str, price: str = "10.00") -> Invoice:
 
 async def enqueue(redis: aioredis.Redis, numbers: Sequence[str]) -> str:
     records = [Record(line=i + 2, invoice=invoice(n)) for i, n in enumerate(numbers)]
-    report = await enqueue_invoices(redis, KEYS, records, provider=Provider.MAAST, batch="r")
+    report = await enqueue_records(redis, KEYS, records, provider=Provider.MAAST, batch="r")
     assert report.accepted == len(numbers)
     return report.batch_id
 

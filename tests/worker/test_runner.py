@@ -31,8 +31,9 @@ from jobs.errors import (
 from jobs.models import Customer, Invoice, InvoiceReceipt, LineItem, Provider
 from jobs.sources import Record
 from tests.fakes import OK, FakeProvider, Landed, Outcome
-from worker.dead_letter import DeadLetter, DeadLetters
-from worker.enqueue import enqueue_invoices
+from tests.worker.support import enqueue_records
+from worker.dead_letter import DeadLetter
+from worker.dlq import DeadLetters
 from worker.keys import Keys, invoice_key
 from worker.ledger import Ledger, LedgerRecord, State
 from worker.limits import PauseState, ProviderLimiter, pause_provider, pause_state
@@ -84,7 +85,7 @@ class Rig:
 
     async def enqueue(self, invoice: Invoice) -> str:
         """Enqueue as `invoicer enqueue` does; returns the invoice key."""
-        report = await enqueue_invoices(
+        report = await enqueue_records(
             self.runtime.redis,
             self.runtime.keys,
             [Record(line=2, invoice=invoice)],

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from jobs.errors import ErrorInfo, FieldError
 from jobs.models import Customer, Invoice, InvoiceReceipt, LineItem, Provider
 from jobs.sources import Record
+from tests.worker.support import enqueue_records
 from worker.cli import status as status_cli
-from worker.enqueue import enqueue_invoices
 from worker.keys import Keys, invoice_key
 from worker.ledger import HeldEntry, Ledger, State
 from worker.limits import pause_provider
@@ -49,7 +49,7 @@ async def enqueue(
     redis: aioredis.Redis, numbers: list[str], provider: Provider = Provider.MAAST
 ) -> str:
     records = [Record(line=i + 2, invoice=invoice(n)) for i, n in enumerate(numbers)]
-    report = await enqueue_invoices(redis, KEYS, records, provider=provider, batch="test")
+    report = await enqueue_records(redis, KEYS, records, provider=provider, batch="test")
     assert report.accepted == len(numbers)
     return report.batch_id
 

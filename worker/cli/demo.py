@@ -30,7 +30,7 @@ from worker import api, embedded
 from worker.app import run_workers
 from worker.cli import common
 from worker.cli.status import render
-from worker.dead_letter import DeadLetters
+from worker.dlq import DeadLetters
 from worker.enqueue import EnqueueReport
 from worker.keys import Keys
 from worker.settings import Settings

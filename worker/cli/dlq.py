@@ -1,6 +1,6 @@
 """`invoicer dlq`: list, show, requeue, discard and export dead letters.
 
-The operator's side of `worker.dead_letter.DeadLetters`: this module parses
+The operator's side of `worker.dlq.DeadLetters`: this module parses
 options, validates a corrected payload, renders tables and picks exit codes.
 What requeue and discard do to the ledger (never a duplicate invoice, an
 in-doubt invoice looked up before any create) is `DeadLetters`' contract,
@@ -23,7 +23,8 @@ from rich.table import Table
 
 from jobs.models import Invoice
 from worker.cli import common
-from worker.dead_letter import DeadLetter, DeadLetters
+from worker.dead_letter import DeadLetter
+from worker.dlq import DeadLetters
 from worker.enqueue import EnqueueOutcome
 from worker.keys import Keys
 from worker.ledger import Ledger

@@ -19,7 +19,7 @@ from jobs.sources import SourceError
 from worker import api
 from worker.cli import common
 from worker.enqueue import EnqueueReport
-from worker.intake import IntakeFailed
+from worker.reader import IntakeFailed
 from worker.settings import Settings
 
 
