@@ -15,7 +15,8 @@ import httpx2 as httpx
 from jobs.models import Invoice, Provider
 from jobs.ports import InvoiceProvider
 from jobs.providers import maast_body, stax_body
-from jobs.providers.base import ProviderConfig, refuse_problems
+from jobs.providers.answers import refuse_problems
+from jobs.providers.base import ProviderConfig
 from jobs.providers.maast import MaastProvider
 from jobs.providers.stax import StaxProvider
 

@@ -1,48 +1,26 @@
-"""What every provider client shares: config, the HTTP client, JSON, error mapping.
+"""What every provider client shares: its config, its HTTP client, the `HttpProvider` base.
 
-This module owns the one place transport failures become `InvoiceError`s
-(`map_transport_errors`), the error-table lookup both providers use, exact
-Decimal JSON encoding and the `HttpProvider` base that sends one request and
-decodes its body. It knows nothing about Maast or Stax field names and never
-retries, sleeps or touches Redis: retry policy is the worker's.
+`HttpProvider` sends one request through the transport-error mapper
+(`answers.map_transport_errors`) and leaves the rest to its subclasses: how
+to authenticate, what to check locally, the create body and the calls. It
+knows nothing about Maast or Stax field names and never retries, sleeps or
+touches Redis: retry policy is the worker's.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
-from email.utils import parsedate_to_datetime
-from typing import Literal
 
-import aiohttp
 import httpx2 as httpx
 from httpx_aiohttp.httpx2 import AiohttpTransport
 
-from jobs.errors import (
-    ConfigurationError,
-    FieldError,
-    InvoiceError,
-    InvoiceInvalid,
-    InvoiceRejected,
-    OutcomeUnknown,
-    ProviderUnavailable,
-    RateLimited,
-)
-from jobs.models import Invoice
+from jobs.errors import FieldError
+from jobs.models import Invoice, InvoiceReceipt
 from jobs.ports import PreparedRequest
-
-DEFAULT_RETRY_AFTER_S = 60.0
-"""Wait this long after a 429 that names no delay."""
-
-Operation = Literal["create", "find", "detail", "send"]
-"""What a request was for: a 404 means a wrong base URL for some, an unknown id for others."""
-
-JsonBody = Mapping[str, object]
+from jobs.providers.answers import map_transport_errors, refuse_problems
+from jobs.providers.json_body import dumps
 
 
 @dataclass(frozen=True, repr=False)
@@ -99,281 +77,14 @@ def _limits(config: ProviderConfig) -> httpx.Limits:
     )
 
 
-# --- transport errors -------------------------------------------------------
-
-_NEVER_SENT_AIOHTTP = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-_NEVER_SENT_HTTPX = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-def _aiohttp_cause(exc: BaseException) -> aiohttp.ClientError | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, aiohttp.ClientError):
-            return seen
-        seen = seen.__cause__
-    return None
-
-
-def never_sent(exc: BaseException) -> bool:
-    """True when `exc` proves the request never reached the provider.
-
-    httpx_aiohttp maps every `aiohttp.ClientConnectionError` (including a
-    server dropping the connection after reading our request) to
-    `ConnectTimeout`, so the original aiohttp error decides when there is one.
-    Anything not known to be "never sent" is treated as "maybe sent".
-    """
-    cause = _aiohttp_cause(exc)
-    if cause is not None:
-        return isinstance(cause, _NEVER_SENT_AIOHTTP)
-    return isinstance(exc, _NEVER_SENT_HTTPX)
-
-
-def transport_error(exc: Exception) -> InvoiceError:
-    """The `InvoiceError` for a transport failure (see `map_transport_errors`)."""
-    # Name the original aiohttp error: httpx_aiohttp's class can mislead.
-    shown: BaseException = _aiohttp_cause(exc) or exc
-    detail = f"{type(shown).__name__}: {shown}" if str(shown) else type(shown).__name__
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return ConfigurationError(f"bad provider URL ({detail})")
-    if never_sent(exc):
-        return ProviderUnavailable(f"request not sent ({detail})")
-    # A lookup is cheap, a duplicate invoice is not: when unsure, unknown.
-    return OutcomeUnknown(f"request may have reached the provider ({detail})")
-
-
-@contextmanager
-def map_transport_errors() -> Iterator[None]:
-    """Translate transport failures, once: never sent -> `ProviderUnavailable`;
-    maybe sent (read timeout, dropped connection, write or protocol error) ->
-    `OutcomeUnknown`; a malformed base URL -> `ConfigurationError`.
-    """
-    try:
-        yield
-    except (httpx.RequestError, httpx.InvalidURL, aiohttp.ClientError) as exc:
-        raise transport_error(exc) from exc
-
-
-# --- HTTP answers -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Row:
-    """One row of a provider's error table: (status, body code) -> error class."""
-
-    status: int
-    code: int | None
-    error: type[InvoiceError]
-    why: str
-
-
-def lookup(rows: Sequence[Row], status: int, code: int | None) -> type[InvoiceError]:
-    """The error class for `status` and `code`: an exact row, a status-only row,
-    then the fallbacks (other 4xx rejected, anything else unknown)."""
-    for row in rows:
-        if row.status == status and row.code == code:
-            return row.error
-    for row in rows:
-        if row.status == status and row.code is None:
-            return row.error
-    if 400 <= status < 500:
-        return InvoiceRejected
-    return OutcomeUnknown
-
-
-def refuse_problems(invoice_number: str, problems: Sequence[FieldError], provider: str) -> None:
-    """Raise `InvoiceInvalid` listing every problem, if there is any.
-
-    Raises:
-        InvoiceInvalid: one `FieldError` per problem.
-    """
-    if problems:
-        raise InvoiceInvalid(
-            f"invoice {invoice_number} is not valid for {provider}", field_errors=tuple(problems)
-        )
-
-
-def make_error(
-    error: type[InvoiceError],
-    message: str,
-    *,
-    status: int,
-    code: str | None,
-    field_errors: tuple[FieldError, ...],
-    headers: httpx.Headers,
-) -> InvoiceError:
-    """Build `error`, giving `RateLimited` its delay from `Retry-After`."""
-    if issubclass(error, RateLimited):
-        return error(message, retry_after_s=retry_after_s(headers), status=status)
-    return error(message, status=status, code=code, field_errors=field_errors)
-
-
-def retry_after_s(headers: httpx.Headers, default_s: float = DEFAULT_RETRY_AFTER_S) -> float:
-    """`Retry-After` as seconds (delta-seconds or an HTTP-date), else `default_s`."""
-    value = headers.get("retry-after", "").strip()
-    if not value:
-        return default_s
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default_s
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\[\]]*$")
-
-
-def field_errors_from(data: object, default_message: str = "failed validation") -> list[FieldError]:
-    """Field errors from whatever shape a provider put them in.
-
-    Accepts a dict field -> message(s), a list of `{field, message}` objects
-    (or of field-keyed dicts), and a list of strings: a bare identifier is a
-    field name (Maast lists failing fields), anything else a message.
-    """
-    if isinstance(data, Mapping):
-        if "field" in data and ("message" in data or "msg" in data):
-            return [FieldError(str(data["field"]), str(data.get("message", data.get("msg"))))]
-        errors: list[FieldError] = []
-        for name, messages in data.items():
-            items = messages if isinstance(messages, list) else [messages]
-            errors.extend(FieldError(str(name), str(m)) for m in items if m is not None)
-        return errors
-    if isinstance(data, list):
-        found: list[FieldError] = []
-        for item in data:
-            if isinstance(item, str):
-                is_name = bool(_FIELD_NAME.match(item))
-                found.append(FieldError(item, default_message) if is_name else FieldError("", item))
-            else:
-                found.extend(field_errors_from(item, default_message))
-        return found
-    return []
-
-
-# --- JSON -------------------------------------------------------------------
-
-
-def dumps(value: object) -> str:
-    """Compact JSON with `Decimal` written as its exact text (never via float)."""
-    parts: list[str] = []
-    _encode(value, parts.append)
-    return "".join(parts)
-
-
-# The C string encoder behind `json.dumps(..., ensure_ascii=False)`: one call
-# per string instead of a whole `json.dumps` (a body has ~60 values).
-_encode_str: Callable[[str], str] = json.encoder.encode_basestring
-
-
-_CONSTANTS: dict[object, str] = {None: "null", True: "true", False: "false"}
-
-
-def _encode(value: object, out: Callable[[str], None]) -> None:
-    # Most frequent kinds first: this runs for every value of every body.
-    if isinstance(value, str):
-        out(_encode_str(value))
-    elif isinstance(value, Decimal):
-        out(_decimal_text(value))
-    elif isinstance(value, Mapping):
-        _encode_mapping(value, out)
-    elif value is None or isinstance(value, bool):
-        out(_CONSTANTS[value])
-    elif isinstance(value, int):
-        out(int.__repr__(value))
-    elif isinstance(value, list | tuple):
-        _encode_items(value, out)
-    elif isinstance(value, float):
-        out(json.dumps(value))
-    else:
-        raise TypeError(f"cannot encode {type(value).__name__} as JSON")
-
-
-def _decimal_text(value: Decimal) -> str:
-    if not value.is_finite():
-        raise ValueError(f"cannot send {value} as a JSON number")
-    return format(value, "f")
-
-
-def _encode_mapping(value: Mapping[object, object], out: Callable[[str], None]) -> None:
-    out("{")
-    first = True
-    for key, item in value.items():
-        if not first:
-            out(",")
-        first = False
-        out(_encode_str(str(key)))
-        out(":")
-        _encode(item, out)
-    out("}")
-
-
-def _encode_items(value: list[object] | tuple[object, ...], out: Callable[[str], None]) -> None:
-    out("[")
-    for index, item in enumerate(value):
-        if index:
-            out(",")
-        _encode(item, out)
-    out("]")
-
-
-def loads(text: str | bytes) -> object:
-    """Parse JSON with numbers that have a fraction as exact `Decimal`s."""
-    return json.loads(text, parse_float=Decimal)
-
-
-def body_of(response: httpx.Response) -> object:
-    """The response's JSON, or `None` for an empty or non-JSON body (an HTML 502 page)."""
-    try:
-        return loads(response.content) if response.content else None
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def as_decimal(value: object) -> Decimal | None:
-    """A money value that may come as a number or a string ("2.00")."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, Decimal | int | str):
-        try:
-            return Decimal(str(value).strip())
-        except ArithmeticError:
-            return None
-    return None
-
-
-def present(values: Mapping[str, object]) -> dict[str, object]:
-    """`values` without the `None`s: unset fields are left out of bodies."""
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def as_mapping(value: object, where: str) -> Mapping[str, object]:
-    """A JSON object from a body (`{}` for `None`).
-
-    Raises:
-        ValueError: `value` is not an object; `where` names it.
-    """
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{where} must be an object")
-    return value
-
-
-def as_number(value: Decimal) -> int | Decimal:
-    """A quantity as JSON wants it: an int when integral."""
-    return int(value) if value == value.to_integral_value() else value
-
-
 # --- the client base ---------------------------------------------------------
 
 
-class HttpProvider:
+class HttpProvider(ABC):
     """Owns one shared HTTP client and sends requests through the error mapper.
+
+    Subclasses supply the authentication, the local checks, the create body
+    and the create / find / send calls of `jobs.ports.InvoiceProvider`.
 
     Requests go straight to the client's transport: the client's own layers
     (auth and redirect flows, cookies, event hooks, URL and header merging)
@@ -400,17 +111,17 @@ class HttpProvider:
     create_path: str
     """Where invoices are created (and, for both providers, listed)."""
 
+    @abstractmethod
     def _authorization(self, *, redacted: bool) -> str:
         """The `Authorization` header; the key shown as `***` when `redacted`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _problems(self, invoice: Invoice) -> Sequence[FieldError]:
         """What the provider is known to reject in `invoice` (local rules)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _create_body(self, invoice: Invoice) -> dict[str, object]:
         """The create request's JSON body."""
-        raise NotImplementedError
 
     def _headers(self, *, redacted: bool = False) -> dict[str, str]:
         return {
@@ -477,6 +188,18 @@ class HttpProvider:
                 await response.aclose()
                 raise
         return response
+
+    @abstractmethod
+    async def create(self, invoice: Invoice) -> InvoiceReceipt:
+        """Create the invoice, refusing it locally first when it is not valid."""
+
+    @abstractmethod
+    async def find(self, invoice: Invoice) -> InvoiceReceipt | None:
+        """The invoice holding our number, or `None` when the provider has none."""
+
+    @abstractmethod
+    async def send(self, receipt: InvoiceReceipt, invoice: Invoice) -> InvoiceReceipt:
+        """Send a created draft to the customer; returns the updated receipt."""
 
     async def aclose(self) -> None:
         """Close the shared HTTP client."""

@@ -27,17 +27,9 @@ from jobs.errors import (
     RateLimited,
 )
 from jobs.models import Invoice, InvoiceReceipt, Provider
-from jobs.providers.base import (
-    HttpProvider,
-    JsonBody,
-    Operation,
-    Row,
-    as_decimal,
-    body_of,
-    field_errors_from,
-    lookup,
-    make_error,
-)
+from jobs.providers.answers import Operation, Row, field_errors_from, lookup, make_error
+from jobs.providers.base import HttpProvider
+from jobs.providers.json_body import JsonBody, as_decimal, body_of
 from jobs.providers.maast_body import (
     CURRENCY_CODES,
     invoice_from_request,

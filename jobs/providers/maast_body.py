@@ -16,7 +16,7 @@ from typing import Final
 
 from jobs.errors import FieldError
 from jobs.models import Contact, Invoice
-from jobs.providers.base import as_mapping, as_number, present
+from jobs.providers.json_body import as_mapping, as_number, present
 
 CURRENCY_CODES: Final[Mapping[str, str]] = {
     "USD": "840",
@@ -75,7 +75,7 @@ _CHECKOUT_KEYS: Final = (
 def request_from_invoice(invoice: Invoice) -> dict[str, object]:
     """Maast's create body for `invoice`; fields that are `None` are left out.
 
-    Money stays `Decimal` (send it with `base.dumps`); quantities are ints when
+    Money stays `Decimal` (send it with `json_body.dumps`); quantities are ints when
     integral. `tran_currency` is always sent, so an account whose default
     profile bills in another currency cannot bill ours wrongly.
     """

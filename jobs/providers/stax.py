@@ -26,17 +26,9 @@ from jobs.errors import (
     RateLimited,
 )
 from jobs.models import Invoice, InvoiceReceipt, Provider
-from jobs.providers.base import (
-    HttpProvider,
-    Operation,
-    Row,
-    as_decimal,
-    body_of,
-    field_errors_from,
-    loads,
-    lookup,
-    make_error,
-)
+from jobs.providers.answers import Operation, Row, field_errors_from, lookup, make_error
+from jobs.providers.base import HttpProvider
+from jobs.providers.json_body import as_decimal, body_of, loads
 from jobs.providers.stax_body import (
     MAX_META_CHARS,
     invoice_from_request,

@@ -16,7 +16,7 @@ from typing import Final
 
 from jobs.errors import FieldError
 from jobs.models import Invoice
-from jobs.providers.base import as_decimal, as_mapping, as_number, dumps, present
+from jobs.providers.json_body import as_decimal, as_mapping, as_number, dumps, present
 
 MAX_META_CHARS: Final = 60_000
 TIMESTAMP_FORMAT: Final = "%Y-%m-%d %H:%M:%S"

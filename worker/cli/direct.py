@@ -21,7 +21,7 @@ from jobs.errors import InvoiceError, RateLimited
 from jobs.models import InvoiceReceipt, Provider
 from jobs.ports import Claim, InvoiceProvider, PreparedRequest
 from jobs.providers import make_provider
-from jobs.providers.base import dumps
+from jobs.providers.json_body import dumps
 from jobs.sources import Record, RecordError, SourceError, read_invoices
 from worker.cli import common
 from worker.runtime import provider_config

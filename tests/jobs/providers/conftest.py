@@ -16,7 +16,8 @@ import pytest
 
 from jobs.models import Invoice
 from jobs.providers import make_provider
-from jobs.providers.base import ProviderConfig, dumps, loads
+from jobs.providers.base import ProviderConfig
+from jobs.providers.json_body import dumps, loads
 from jobs.providers.maast import MaastProvider
 from jobs.providers.stax import StaxProvider
 

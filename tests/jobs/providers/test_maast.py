@@ -22,7 +22,7 @@ from jobs.errors import (
 )
 from jobs.models import Invoice, InvoiceReceipt, Provider
 from jobs.providers import maast
-from jobs.providers.base import Row
+from jobs.providers.answers import Row
 from jobs.providers.maast import (
     ERRORS,
     MaastProvider,

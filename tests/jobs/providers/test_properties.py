@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from jobs.models import Invoice
 from jobs.providers import maast, stax
-from jobs.providers.base import dumps, loads
+from jobs.providers.json_body import dumps, loads
 
 TEXT = st.text(alphabet=string.ascii_letters + string.digits + " -.,'#éü", max_size=24)
 WORDS = TEXT.map(str.strip).filter(bool)

@@ -19,7 +19,7 @@ from jobs.errors import (
     RateLimited,
 )
 from jobs.models import InvoiceReceipt, Provider
-from jobs.providers.base import Row
+from jobs.providers.answers import Row
 from jobs.providers.stax import (
     ERRORS,
     MAX_META_CHARS,
@@ -28,7 +28,13 @@ from jobs.providers.stax import (
     receipt_from,
     request_from_invoice,
 )
-from tests.jobs.providers.conftest import API_KEY, Handler, Recorder, json_response, stax_invoice
+from tests.jobs.providers.conftest import (
+    API_KEY,
+    Handler,
+    Recorder,
+    json_response,
+    stax_invoice,
+)
 
 StaxWith = Callable[[Handler], tuple[StaxProvider, Recorder]]
 CUSTOMER = "5a7f1c3e-0000-4000-8000-000000000001"
