@@ -56,6 +56,9 @@ async def create_invoice(
 async def _create(
     invoice: Invoice, *, provider: InvoiceProvider, ledger: LedgerEntry, limiter: Limiter
 ) -> InvoiceReceipt:
+    # The one validation per create, here rather than in `provider.create`:
+    # whichever provider object it is given, this procedure never sends an
+    # invalid invoice, and a refused invoice takes no slot and no ledger step.
     provider.validate(invoice)
     await limiter.acquire()
     await ledger.mark_sending()

@@ -42,6 +42,9 @@ class InvoiceProvider(Protocol):
     async def create(self, invoice: Invoice) -> InvoiceReceipt:
         """Create the invoice (a draft unless the provider sends on create).
 
+        Does not validate: callers go through `jobs.create_invoice`, which
+        calls `validate` once first.
+
         Raises:
             InvoiceError: translated from the provider's answer or the transport.
         """

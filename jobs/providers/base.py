@@ -134,7 +134,8 @@ class HttpProvider(ABC):
         """Refuse locally what the provider would reject (all problems at once).
 
         A refused request is worse than a wasted one: Stax blocks the IP
-        after ten in a minute.
+        after ten in a minute. `create` does not call this: the create
+        procedure (`jobs.create_invoice`) validates once, before any request.
 
         Raises:
             InvoiceInvalid: one `FieldError` per problem.
@@ -191,7 +192,7 @@ class HttpProvider(ABC):
 
     @abstractmethod
     async def create(self, invoice: Invoice) -> InvoiceReceipt:
-        """Create the invoice, refusing it locally first when it is not valid."""
+        """Create the invoice; `jobs.create_invoice` has validated it first."""
 
     @abstractmethod
     async def find(self, invoice: Invoice) -> InvoiceReceipt | None:

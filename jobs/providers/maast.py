@@ -156,7 +156,6 @@ class MaastProvider(HttpProvider):
 
     async def create(self, invoice: Invoice) -> InvoiceReceipt:
         """Create a draft (status SAVED); Maast never sends on create."""
-        self.validate(invoice)
         data = await self._call("POST", CREATE_PATH, "create", body=request_from_invoice(invoice))
         return receipt_from(data, invoice)
 

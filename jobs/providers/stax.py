@@ -134,7 +134,6 @@ class StaxProvider(HttpProvider):
 
     async def create(self, invoice: Invoice) -> InvoiceReceipt:
         """Create the invoice: a DRAFT, or SENT when `invoice.send` asks for it."""
-        self.validate(invoice)
         body = request_from_invoice(invoice)
         return receipt_from(await self._call("POST", CREATE_PATH, "create", body=body), invoice)
 

@@ -73,8 +73,8 @@ async def _one(
         return False
     number = item.invoice.number
     try:
-        client.validate(item.invoice)
         if dry_run:
+            client.validate(item.invoice)  # `create_invoice` validates the real run
             _print_request(client.prepare_create(item.invoice))
             return True
         receipt = await create_invoice(

@@ -14,12 +14,15 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from jobs.models import Invoice
+from jobs.create_invoice import create_invoice
+from jobs.models import Invoice, InvoiceReceipt
+from jobs.ports import Claim, InvoiceProvider
 from jobs.providers import make_provider
 from jobs.providers.base import ProviderConfig
 from jobs.providers.json_body import dumps, loads
 from jobs.providers.maast import MaastProvider
 from jobs.providers.stax import StaxProvider
+from tests.fakes import FakeLedger, ImmediateLimiter
 
 SEEDS = Path(__file__).parent / "seeds"
 API_KEY = "9edec21a31c0xyz789e30a3416abc123"
@@ -93,6 +96,14 @@ async def stax_with() -> AsyncIterator[Callable[[Handler], tuple[StaxProvider, R
     yield build
     for provider in made:
         await provider.aclose()
+
+
+async def create_once(provider: InvoiceProvider, invoice: Invoice) -> InvoiceReceipt:
+    """Create `invoice` as the worker does: through `create_invoice`, which
+    validates first (a provider's `create` does not validate again)."""
+    return await create_invoice(
+        invoice, Claim(), provider=provider, ledger=FakeLedger(), limiter=ImmediateLimiter()
+    )
 
 
 def maast_invoice(**changes: object) -> Invoice:

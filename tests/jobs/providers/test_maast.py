@@ -35,6 +35,7 @@ from tests.jobs.providers.conftest import (
     API_KEY,
     Handler,
     Recorder,
+    create_once,
     json_response,
     maast_invoice,
     seed,
@@ -285,7 +286,7 @@ def test_validate_lists_every_problem() -> None:
 async def test_invalid_invoice_is_never_sent(maast_with: MaastWith) -> None:
     provider, server = maast_with(created)
     with pytest.raises(InvoiceInvalid):
-        await provider.create(maast_invoice(currency="JPY"))
+        await create_once(provider, maast_invoice(currency="JPY"))
     assert server.requests == []
 
 

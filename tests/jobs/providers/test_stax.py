@@ -32,6 +32,7 @@ from tests.jobs.providers.conftest import (
     API_KEY,
     Handler,
     Recorder,
+    create_once,
     json_response,
     stax_invoice,
 )
@@ -292,7 +293,7 @@ def test_funding_must_add_up_to_the_cent() -> None:
 async def test_invalid_invoice_is_never_sent(stax_with: StaxWith) -> None:
     provider, server = stax_with(created)
     with pytest.raises(InvoiceInvalid):
-        await provider.create(stax_invoice(currency="CAD"))
+        await create_once(provider, stax_invoice(currency="CAD"))
     assert server.requests == []
 
 
