@@ -14,7 +14,7 @@ import httpx2 as httpx
 
 from jobs.models import Invoice, Provider
 from jobs.ports import InvoiceProvider
-from jobs.providers import maast_body, stax_body
+from jobs.providers import maast_checks, stax_body
 from jobs.providers.answers import refuse_problems
 from jobs.providers.base import ProviderConfig
 from jobs.providers.maast import MaastProvider
@@ -44,7 +44,7 @@ def validator(provider: Provider) -> Callable[[Invoice], None]:
     The returned function raises `InvoiceInvalid` listing every problem.
     """
     problems_of = (
-        maast_body.invoice_problems if provider is Provider.MAAST else stax_body.invoice_problems
+        maast_checks.invoice_problems if provider is Provider.MAAST else stax_body.invoice_problems
     )
     name = "Maast" if provider is Provider.MAAST else "Stax"
 

@@ -2,8 +2,8 @@
 
 Owns the table from (HTTP status, body `code`) to `InvoiceError`, receipts,
 and the create / lookup / send calls (PROVIDERS.md section 1). Maast
-succeeds only on HTTP 2xx with `code` 0. The body mapping and the local
-checks live in `maast_body` and are re-exported here.
+succeeds only on HTTP 2xx with `code` 0. The body mapping (`maast_body`)
+and the local checks (`maast_checks`) are re-exported here.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from jobs.providers.json_body import JsonBody, as_decimal, body_of
 from jobs.providers.maast_body import (
     CURRENCY_CODES,
     invoice_from_request,
-    invoice_problems,
     render_date,
     request_from_invoice,
 )
+from jobs.providers.maast_checks import invoice_problems
 
 log = logging.getLogger(__name__)
 
