@@ -54,14 +54,19 @@ _SUFFIXES: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "js
 
 
 def read_invoices(
-    path: Path, *, fmt: Format | None = None, max_line_bytes: int = MAX_LINE_BYTES
+    path: Path,
+    *,
+    fmt: Format | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    max_lines_per_invoice: int = MAX_LINES_PER_INVOICE,
 ) -> Iterator[Item]:
     """Yield each record of `path` as a `Record` or one or more `RecordError`s, in file order.
 
     `fmt` defaults to the extension (.csv, .jsonl, .ndjson); the path "-" reads
     standard input and needs `fmt`. This is a generator: nothing is opened
     before the first `next()`. All `RecordError`s of one rejected invoice come
-    together and carry its `invoice_number`.
+    together and carry its `invoice_number`. `max_lines_per_invoice` caps the
+    CSV rows of one invoice (more is a `RecordError`).
 
     Raises:
         SourceError: the file cannot be opened or read, or its header is unusable.
@@ -69,23 +74,37 @@ def read_invoices(
     path = Path(path)  # callers with a plain string get the same behaviour
     fmt = fmt or _format_of(path)
     if str(path) == "-":
-        yield from read_stream(sys.stdin.buffer, fmt=fmt, max_line_bytes=max_line_bytes)
+        yield from read_stream(
+            sys.stdin.buffer,
+            fmt=fmt,
+            max_line_bytes=max_line_bytes,
+            max_lines_per_invoice=max_lines_per_invoice,
+        )
         return
     try:
         stream = path.open("rb")
     except OSError as exc:
         raise SourceError(f"cannot open {path}: {exc.strerror or exc}") from None
     with stream:
-        yield from read_stream(stream, fmt=fmt, max_line_bytes=max_line_bytes)
+        yield from read_stream(
+            stream,
+            fmt=fmt,
+            max_line_bytes=max_line_bytes,
+            max_lines_per_invoice=max_lines_per_invoice,
+        )
 
 
 def read_stream(
-    stream: BinaryIO, *, fmt: Format, max_line_bytes: int = MAX_LINE_BYTES
+    stream: BinaryIO,
+    *,
+    fmt: Format,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    max_lines_per_invoice: int = MAX_LINES_PER_INVOICE,
 ) -> Iterator[Item]:
     """Like `read_invoices`, from an open binary stream (which the caller closes)."""
     lines = _physical_lines(stream, max_line_bytes)
     if fmt == "csv":
-        yield from _read_csv(lines)
+        yield from _read_csv(lines, max_lines_per_invoice)
     elif fmt == "jsonl":
         yield from _read_jsonl(lines)
     else:

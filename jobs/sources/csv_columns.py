@@ -1,9 +1,13 @@
-"""CSV columns: the names accepted, where each goes in an `Invoice`, and header checks."""
+"""CSV columns: the names accepted, where each goes in an `Invoice`, header checks,
+and the `_Layout` a checked header implies for every row."""
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from operator import itemgetter
 
 from jobs.sources.messages import _show
 from jobs.sources.records import SourceError
@@ -98,3 +102,53 @@ def _check_header(cells: list[str]) -> list[str]:
 def _suggest(name: str) -> str:
     close = _ALIASES.get(name) or next(iter(difflib.get_close_matches(name, COLUMNS, n=1)), None)
     return f"{_show(name)} (did you mean {close!r}?)" if close else _show(name)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a header implies for every row, worked out once per file rather than per row."""
+
+    header: list[str]
+    """Normalized column names by position ('' for an unnamed column)."""
+    all_named: bool
+    invoice_columns: tuple[str, ...]
+    """The invoice-level columns the header has, in `_INVOICE_COLUMNS` order."""
+    invoice_cells: Callable[[list[str]], tuple[str, ...]]
+    """The raw invoice-level cells of a full-width row (as a tuple, to compare rows at once)."""
+    invoice_parts: tuple[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], ...]
+    """The `_INVOICE_PATHS` the header has, by parent: (parent keys, ((column, key), ...))."""
+    bool_paths: tuple[tuple[str, tuple[str, ...]], ...]
+    line_columns: tuple[tuple[str, str, bool], ...]
+    """(column, line item key, is a number) of the `_LINE_PATHS` the header has."""
+
+    @classmethod
+    def of(cls, header: list[str]) -> _Layout:
+        """The layout of a checked header."""
+        present = set(header)
+        positions = [header.index(column) for column in _INVOICE_COLUMNS if column in present]
+        # Two positions at least (invoice_number and customer_id are required
+        # columns), so the getter returns a tuple, never a bare cell.
+        return cls(
+            header=header,
+            all_named=all(header),
+            invoice_columns=tuple(c for c in _INVOICE_COLUMNS if c in present),
+            invoice_cells=itemgetter(*positions),
+            invoice_parts=_parts(column for column in _INVOICE_PATHS if column in present),
+            bool_paths=tuple((c, path) for c, path in _BOOL_PATHS.items() if c in present),
+            line_columns=tuple(
+                (column, key, column in _NUMBER_COLUMNS)
+                for column, (key,) in _LINE_PATHS.items()
+                if column in present
+            ),
+        )
+
+
+def _parts(
+    columns: Iterable[str],
+) -> tuple[tuple[tuple[str, ...], tuple[tuple[str, str], ...]], ...]:
+    """`_INVOICE_PATHS` of `columns` grouped by parent (("customer", "address"): ...)."""
+    parts: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+    for column in columns:
+        path = _INVOICE_PATHS[column]
+        parts.setdefault(path[:-1], []).append((column, path[-1]))
+    return tuple((parents, tuple(pairs)) for parents, pairs in parts.items())

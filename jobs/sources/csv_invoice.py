@@ -8,13 +8,10 @@ each model error back at its row and column.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from pydantic import ValidationError
 
-# The package, not records: `MAX_LINES_PER_INVOICE` is read from `jobs.sources`
-# at call time, as before the split, so patching it there still takes effect.
-from jobs import sources as _package
 from jobs.models import Invoice
 from jobs.sources.csv_columns import (
     _BOOL_PATHS,
@@ -23,13 +20,12 @@ from jobs.sources.csv_columns import (
     _LINE_PATHS,
     _NUMBER_COLUMNS,
     _PLAIN_DECIMAL,
+    _Layout,
 )
+from jobs.sources.csv_rows import _Group, _Row
 from jobs.sources.lines import _CELL_SEP, _FORMULA_IN_ROW, _text_problem
 from jobs.sources.messages import _json_path, _label, _pydantic_message, _show, _totals_problem
 from jobs.sources.records import Record, RecordError
-
-if TYPE_CHECKING:
-    from jobs.sources.csv_reader import _Group, _Layout, _Row
 
 
 class _GroupReader:
@@ -48,7 +44,7 @@ class _GroupReader:
 
     def read(self) -> Record | list[RecordError]:
         if self._group.dropped_rows:
-            message = f"more than {_package.MAX_LINES_PER_INVOICE} rows: split the invoice"
+            message = f"more than {self._group.max_rows} rows: split the invoice"
             self._error(self._rows[-1].line, None, message)
         for row in self._rows:
             self._check_row(row)

@@ -323,9 +323,8 @@ def test_csv_row_without_invoice_number_rejects_its_neighbours(tmp_path: Path) -
     }
 
 
-def test_csv_too_many_rows_for_one_invoice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sources, "MAX_LINES_PER_INVOICE", 3)
-    error = only_error(read(tmp_path, HEADER + "INV-1,C1,A,1,1.00\n" * 5))
+def test_csv_too_many_rows_for_one_invoice(tmp_path: Path) -> None:
+    error = only_error(read(tmp_path, HEADER + "INV-1,C1,A,1,1.00\n" * 5, max_lines_per_invoice=3))
     assert "more than 3 rows" in error.message
 
 
