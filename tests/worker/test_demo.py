@@ -46,3 +46,22 @@ def test_demo_runs_month_end_exactly_once(tmp_path: Path) -> None:
     assert figures["still waiting"] == 0
     assert figures["duplicates at the provider"] == 0
     assert "embedded Redis" in done.stderr
+
+
+def test_demo_without_its_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    # An installed wheel has no samples/: the demo says what to pass, no traceback.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INVOICER_")}
+    env.update(PYTHONPATH=str(ROOT), COLUMNS="300", INVOICER_DATA_DIR=str(tmp_path / "data"))
+    missing = tmp_path / "absent.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "demo", "--file", str(missing)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "pass --file" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "data" / "demo").exists()  # refused before starting anything

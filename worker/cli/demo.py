@@ -2,10 +2,11 @@
 
 Everything is embedded: its own Redis in `.invoicer/demo/` (flushed first,
 so the demo can be run again), the provider sandbox with modest faults (500s,
-timeouts and dropped connections after the invoice was stored), the shipped
-sample of 1,000 invoices with a few invalid records, and workers in this
-process. It ends with a summary read back from the sandbox: the proof is
-that it holds every valid invoice exactly once.
+timeouts and dropped connections after the invoice was stored), the
+checkout's `samples/month-end.csv` (1,000 invoices, a few invalid; not in the
+wheel: an installed copy needs `--file`), and workers in this process. It
+ends with a summary read back from the sandbox: the proof is that it holds
+every valid invoice exactly once.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from worker.settings import Settings
 from worker.status import read_status
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "month-end.csv"
+"""The month-end sample of a source checkout (`make demo` runs from one)."""
 DEMO_FAULTS = Faults(
     seed=2026,
     latency_ms=15,
@@ -61,6 +63,10 @@ def demo(
     ] = 6000,
 ) -> None:
     """Run a month-end batch against the local sandbox and prove it exactly-once."""
+    if not file.is_file():
+        common.fail(
+            f"no invoice file at {file}: pass --file (the sample is in a checkout's samples/)"
+        )
     # The live view is the demo's output; per-invoice log lines would bury it.
     logging.getLogger("invoicer").setLevel(logging.WARNING)
     base = common.settings()
