@@ -25,7 +25,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Worker, func
@@ -138,14 +138,27 @@ def _install_signal_handlers(workers: list[Worker]) -> None:
 # --- `arq worker.app.WorkerSettings` ---------------------------------------
 
 
-async def _arq_startup(ctx: dict[str, Any]) -> None:
-    settings: Settings = ctx["settings"]
+class ArqContext(TypedDict, total=False):
+    """arq's `ctx` in a process run by arq's own CLI, as far as we use it."""
+
+    settings: Settings
+    """Ours (`WorkerSettings.ctx`)."""
+    provider: Provider
+    """Ours: the queue this process drains."""
+    redis: ArqRedis
+    """arq's pool, set before start-up."""
+    runtime: Runtime
+    """Set at start-up; what every job runs with (`worker.runner.JobContext`)."""
+
+
+async def _arq_startup(ctx: ArqContext) -> None:
+    settings = ctx["settings"]
     setup_sentry(settings.sentry_dsn)
     ctx["runtime"] = await Runtime.start(settings, ctx["redis"], [ctx["provider"]])
 
 
-async def _arq_shutdown(ctx: dict[str, Any]) -> None:
-    runtime: Runtime | None = ctx.get("runtime")
+async def _arq_shutdown(ctx: ArqContext) -> None:
+    runtime = ctx.get("runtime")
     if runtime is not None:
         await runtime.close()
 
@@ -160,7 +173,7 @@ def arq_settings_class(provider: Provider, settings: Settings | None = None) -> 
         "redis_settings": redis_settings(settings),
         "on_startup": _arq_startup,
         "on_shutdown": _arq_shutdown,
-        "ctx": {"settings": settings, "provider": provider},
+        "ctx": ArqContext(settings=settings, provider=provider),
         "job_completion_wait": settings.shutdown_wait_s,
     }
     return type(f"{provider.value.title()}WorkerSettings", (), attrs)

@@ -33,12 +33,7 @@ from worker.keys import Keys
 from worker.limits import PauseState, pause_from_read
 from worker.lua import ScriptBatch, Scripts, script_env
 from worker.replies import RawHash, decoded, text
-
-PERMANENT_REASONS = frozenset({"invalid", "rejected", "conflict", "permanent"})
-"""Error reasons that prove the provider did not create the invoice."""
-TRANSIENT_REASONS = frozenset({"transient", "unavailable", "rate_limited", "outcome_unknown"})
-"""Error reasons that, when dead-lettered, mean the retry budget ran out."""
-
+from worker.retry_policy import PERMANENT_REASONS, TRANSIENT_REASONS
 
 BATCH_WINDOW_S = 0.002
 """How long a claim or transition waits for those of other jobs to share its

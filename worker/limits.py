@@ -38,6 +38,7 @@ from jobs.ports import Limiter
 from worker.keys import Keys, account_name
 from worker.lua import limit_source
 from worker.replies import text
+from worker.retry_policy import PAUSE_RECHECK_S
 from worker.settings import ProviderSettings
 
 log = logging.getLogger("invoicer.limits")
@@ -47,8 +48,6 @@ WINDOW_MS = 60_000
 SAFETY = 0.02
 """Slots are spaced 2% wider than the limit: the provider's clock and our
 sleeps are not exact, and going over costs a 429 (or an hour's block)."""
-PAUSE_RECHECK_S = 5.0
-"""How soon a job turned away by a pause with no end should come back."""
 LATE_TOLERANCE_S = 0.01
 """How late after its slot a request may still leave (see `acquire`)."""
 LOCAL_PAUSE_CACHE_S = 1.0

@@ -1,7 +1,8 @@
-"""The arq entry point: run `create_invoice` for one job and decide what follows.
+"""The arq entry point: run `create_invoice` for one job and act on what follows.
 
 The domain procedure raises; this module turns each outcome into exactly one
-ledger transition and one arq answer (STYLE-ANCHORS 4.3):
+ledger transition and one arq answer, as the retry policy decides
+(`worker.retry_policy`):
 
 | outcome              | ledger                          | arq                       |
 |----------------------|---------------------------------|---------------------------|
@@ -12,9 +13,10 @@ ledger transition and one arq answer (STYLE-ANCHORS 4.3):
 | other TransientError | queued, failure counted         | Retry(backoff) or dead    |
 | PermanentError       | rejected + dead letter          | done                      |
 
-Dead-lettering happens here, on the last allowed try, because arq calls
-nothing after `max_tries` (QUEUE-ANCHORS 1.4). Business failures are returned,
-never raised, so Sentry's arq integration only ever sees bugs.
+Dead-lettering happens here, on the run that spends the budget, because arq
+calls nothing after its last try (docs/design.md, "arq: what we rely on").
+Business failures are returned, never raised, so Sentry's arq integration
+only ever sees bugs.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 from arq import Retry
@@ -33,24 +37,35 @@ from jobs.errors import (
     ErrorInfo,
     InvoiceError,
     OutcomeUnknown,
-    PermanentError,
     RateLimited,
     TransientError,
 )
 from jobs.models import Invoice, Provider
-from worker.arq_job import MAX_TRIES
-from worker.backoff import retry_delay_s
 from worker.keys import InvoiceKey
 from worker.ledger import HeldEntry, LeaseLost
 from worker.observability import scrub
+from worker.retry_policy import Attempt, Defer, counts_as_failure, decide
 from worker.runtime import Runtime
 
 log = logging.getLogger("invoicer.worker")
 
-PAUSE_RECHECK_S = 5.0
-"""How soon a job deferred by a paused provider looks again."""
-
 Outcome = Literal["created", "sent", "dead_lettered", "nothing_to_do", "lease_lost"]
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """arq's `ctx` of one job (a plain dict), as far as we read it."""
+
+    runtime: Runtime
+    """Put there at start-up (`worker.app`)."""
+    job_id: str
+    job_try: int
+    """arq's count of pick-ups of this job (1 the first time), deferrals included."""
+
+    @classmethod
+    def of(cls, ctx: Mapping[str, Any]) -> JobContext:
+        """The typed view of arq's `ctx`."""
+        return cls(runtime=ctx["runtime"], job_id=ctx["job_id"], job_try=int(ctx["job_try"]))
 
 
 class JobResult(TypedDict):
@@ -62,14 +77,15 @@ class JobResult(TypedDict):
 
 async def create_invoice_job(ctx: dict[str, Any], invoice_key: str) -> JobResult:
     """arq job: create (and perhaps send) one invoice, exactly once."""
-    runtime: Runtime = ctx["runtime"]
-    held = await _claim(runtime, invoice_key, ctx["job_id"])
+    job = JobContext.of(ctx)
+    runtime = job.runtime
+    held = await _claim(runtime, invoice_key, job.job_id)
     if held is None:
         return JobResult(outcome="nothing_to_do", invoice_key=invoice_key)
     runtime.holding.add(held)
     landing_s: float | None = None
     try:
-        return await _run(runtime, held, job_try=int(ctx.get("job_try", 1)))
+        return await _run(runtime, held, job_try=job.job_try)
     except LeaseLost:
         log.warning("lease lost %s: another worker took it over", invoice_key)
         return JobResult(outcome="lease_lost", invoice_key=invoice_key)
@@ -147,42 +163,31 @@ async def _failed(
     runtime: Runtime, held: HeldEntry, error: InvoiceError, *, job_try: int
 ) -> JobResult:
     info = ErrorInfo.of(error)
-    if isinstance(error, RateLimited):
-        await held.retry_later(None, count_failure=False)
-        raise Retry(defer=error.retry_after_s)
-    if isinstance(error, ConfigurationError):
-        # The limiter paused the provider and reported it once; the record
-        # stays queued: a bad key must never dead-letter a batch.
-        await held.retry_later(info, count_failure=False)
-        raise Retry(defer=PAUSE_RECHECK_S)
-    if isinstance(error, PermanentError):
-        return await _dead_letter(held, info, error)
-    assert isinstance(error, TransientError)
-    if isinstance(error, OutcomeUnknown):
-        await held.mark_in_doubt(info)
-    else:
-        await held.retry_later(info, count_failure=True)
-    failures = held.failures + 1
-    if _budget_spent(runtime, held, failures, job_try):
-        return await _dead_letter(held, info, error, attempts=failures)
-    retry = runtime.settings.retry
-    delay_s = retry_delay_s(error, failures, base_s=retry.backoff_base_s, cap_s=retry.backoff_cap_s)
-    log.warning("retry %s in %.1fs %s", held.invoice_key, delay_s, error.describe())
-    raise Retry(defer=delay_s)
-
-
-def _budget_spent(runtime: Runtime, held: HeldEntry, failures: int, job_try: int) -> bool:
-    retry = runtime.settings.retry
     age_s = time.time() - held.first_at_ms / 1000
-    return failures >= retry.max_attempts or age_s >= retry.max_age_s or job_try >= MAX_TRIES
-
-
-async def _dead_letter(
-    held: HeldEntry, info: ErrorInfo, error: InvoiceError, *, attempts: int | None = None
-) -> JobResult:
-    await held.dead_letter(info, attempts=attempts or held.failures + 1)
+    decision = decide(error, Attempt(held.failures, age_s, job_try), runtime.settings.retry)
+    await _record_try(held, error, info)
+    if isinstance(decision, Defer):
+        if counts_as_failure(error):
+            log.warning(
+                "retry %s in %.1fs %s", held.invoice_key, decision.delay_s, error.describe()
+            )
+        raise Retry(defer=decision.delay_s)
+    await held.dead_letter(info, attempts=held.failures + 1, exhausted=decision.exhausted)
     log.warning("dead %s %s", held.invoice_key, error.describe())
     return JobResult(outcome="dead_lettered", invoice_key=held.invoice_key)
+
+
+async def _record_try(held: HeldEntry, error: InvoiceError, info: ErrorInfo) -> None:
+    """The ledger's note of a failed try the invoice may come back from."""
+    if isinstance(error, OutcomeUnknown):
+        await held.mark_in_doubt(info)  # counts a failure
+    elif isinstance(error, RateLimited):
+        await held.retry_later(None, count_failure=False)
+    elif isinstance(error, TransientError | ConfigurationError):
+        # A bad key (the limiter paused the provider and reported it once)
+        # leaves the record queued: it must never dead-letter a batch.
+        await held.retry_later(info, count_failure=counts_as_failure(error))
+    # A permanent error goes straight to the dead-letter queue.
 
 
 async def _release(held: HeldEntry, landing_s: float | None) -> None:

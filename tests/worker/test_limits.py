@@ -28,7 +28,6 @@ from jobs.models import Provider
 from jobs.ports import Limiter
 from worker.keys import Keys
 from worker.limits import (
-    PAUSE_RECHECK_S,
     SAFETY,
     PauseState,
     ProviderLimiter,
@@ -36,6 +35,7 @@ from worker.limits import (
     pause_state,
     resume_provider,
 )
+from worker.retry_policy import PAUSE_RECHECK_S
 from worker.settings import ProviderSettings
 
 KEYS = Keys("test:")

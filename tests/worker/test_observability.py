@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from worker.observability import MASK, ScrubFilter, _scrub_event, scrub, setup_logging, setup_sentry
 
 KEY = "9edec21a31c0xyz789e30a3416abc123"
-"""Shaped like a Maast API key (PROVIDERS.md 1.2)."""
+"""Shaped like a Maast API key (docs/providers.md, Maast, "Authentication")."""
 BASIC = "OTAwMDAwMDAwMDA5OTE6OWVkZWMyMWEzMWMweHl6"
 BEARER = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-_x"
 

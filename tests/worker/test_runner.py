@@ -37,7 +37,8 @@ from worker.dlq import DeadLetters
 from worker.keys import Keys, invoice_key
 from worker.ledger import Ledger, LedgerRecord, State
 from worker.limits import PauseState, ProviderLimiter, pause_provider, pause_state
-from worker.runner import PAUSE_RECHECK_S, JobResult, create_invoice_job
+from worker.retry_policy import PAUSE_RECHECK_S
+from worker.runner import JobResult, create_invoice_job
 from worker.runtime import Runtime
 from worker.settings import Settings, load_settings
 

@@ -1,4 +1,5 @@
-"""Backoff: full-jitter bounds, the cap, the spread of delays, Retry-After as a floor."""
+"""The retry policy: defer or dead-letter per error and budget; full-jitter
+bounds, the cap, the spread of delays, Retry-After as a floor."""
 
 from __future__ import annotations
 
@@ -8,13 +9,34 @@ import statistics
 import pytest
 
 from jobs.errors import (
+    ConfigurationError,
+    InvoiceConflict,
     InvoiceError,
+    InvoiceInvalid,
     InvoiceRejected,
     OutcomeUnknown,
+    PermanentError,
     ProviderUnavailable,
     RateLimited,
+    TransientError,
 )
-from worker.backoff import backoff_s, retry_delay_s
+from worker.arq_job import MAX_TRIES
+from worker.retry_policy import (
+    PAUSE_RECHECK_S,
+    PERMANENT_REASONS,
+    TRANSIENT_REASONS,
+    Attempt,
+    DeadLetter,
+    Defer,
+    backoff_s,
+    counts_as_failure,
+    decide,
+    retry_delay_s,
+)
+from worker.settings import RetrySettings
+
+BUDGET = RetrySettings(max_attempts=3, max_age_s=3600, backoff_base_s=1.0, backoff_cap_s=60.0)
+FIRST = Attempt(failures=0, age_s=1.0, job_try=1)
 
 
 @pytest.mark.parametrize("failures", range(12))
@@ -88,3 +110,41 @@ def test_other_errors_use_the_exponential_backoff(error: InvoiceError) -> None:
     got = retry_delay_s(error, 4, base_s=1.0, cap_s=60.0, rng=random.Random(9))
     assert got == expected
     assert 0.0 <= got <= 16.0
+
+
+def test_waits_are_deferred_as_asked_and_count_no_failure() -> None:
+    late = Attempt(failures=2, age_s=1e9, job_try=MAX_TRIES)  # a budget long spent
+    limited = RateLimited("429", retry_after_s=7.0, status=429)
+    assert decide(limited, late, BUDGET) == Defer(7.0)
+    refused = ConfigurationError("API key refused", status=401)
+    assert decide(refused, late, BUDGET) == Defer(PAUSE_RECHECK_S)
+    assert not counts_as_failure(limited) and not counts_as_failure(refused)
+
+
+@pytest.mark.parametrize(
+    "error", [InvoiceRejected("no", status=422), InvoiceConflict("taken"), InvoiceInvalid("bad")]
+)
+def test_permanent_errors_are_dead_lettered_at_once(error: InvoiceError) -> None:
+    assert decide(error, FIRST, BUDGET) == DeadLetter(exhausted=False)
+    assert not counts_as_failure(error)
+
+
+@pytest.mark.parametrize("error", [ProviderUnavailable("503", status=503), OutcomeUnknown("?")])
+def test_transient_errors_back_off_until_the_budget_is_spent(error: InvoiceError) -> None:
+    assert counts_as_failure(error)
+    decision = decide(error, Attempt(failures=1, age_s=1.0, job_try=2), BUDGET)
+    assert isinstance(decision, Defer) and 0.0 <= decision.delay_s <= 4.0  # 1 s * 2**2
+    spent = [
+        Attempt(failures=2, age_s=1.0, job_try=3),  # the third failure of three allowed
+        Attempt(failures=0, age_s=3600.0, job_try=1),  # too old
+        Attempt(failures=0, age_s=1.0, job_try=MAX_TRIES),  # arq's backstop
+    ]
+    assert all(decide(error, a, BUDGET) == DeadLetter(exhausted=True) for a in spent)
+
+
+def test_reason_sets_follow_the_error_tree() -> None:
+    assert {"permanent", "invalid", "rejected", "conflict"} == PERMANENT_REASONS
+    assert {"transient", "unavailable", "rate_limited", "outcome_unknown"} == TRANSIENT_REASONS
+    assert PermanentError.reason in PERMANENT_REASONS
+    assert TransientError.reason in TRANSIENT_REASONS
+    assert ConfigurationError.reason not in PERMANENT_REASONS | TRANSIENT_REASONS
