@@ -31,6 +31,7 @@ _COMMAND_MODULES: dict[str, str] = {
     "worker": "queue",
     "status": "status",
     "report": "status",
+    "cancel": "cancel",
     "pause": "operate",
     "resume": "operate",
     "sandbox": "sandbox",
