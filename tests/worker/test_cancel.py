@@ -1,4 +1,4 @@
-"""Cancelling a batch: queued invoices discarded, in-flight ones finish, races decided by the ledger."""
+"""Cancelling a batch: queued invoices discarded, in-flight ones finish, races decided."""
 
 from __future__ import annotations
 
