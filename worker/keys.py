@@ -142,9 +142,42 @@ class Keys:
         return f"{self.prefix}health:{provider.value}"
 
     def workers(self) -> str:
-        """Hash: worker id -> last heartbeat JSON."""
+        """Hash: worker process id -> its last heartbeat (JSON), written by `worker.fleet`."""
         return f"{self.prefix}workers"
 
     def throughput(self, provider: Provider) -> str:
         """Sorted set: finished invoice events scored by time, for rates and ETA."""
         return f"{self.prefix}throughput:{provider.value}"
+
+    def webhook_batches(self) -> str:
+        """Set: batches with a callback URL whose completion is not yet announced."""
+        return f"{self.prefix}webhooks:batches"
+
+    def webhook_each(self) -> str:
+        """Sorted set: batches whose callback gets one webhook per invoice outcome, scored by
+        when their completion was announced (0: not yet)."""
+        return f"{self.prefix}webhooks:each"
+
+    def webhook_cursor(self, provider: Provider) -> str:
+        """String: the throughput score (ms) up to which invoice outcomes were announced."""
+        return f"{self.prefix}webhooks:cursor:{provider.value}"
+
+    def webhook_outbox(self) -> str:
+        """Sorted set: webhook delivery ids scored by their next attempt time (ms)."""
+        return f"{self.prefix}webhooks:outbox"
+
+    def webhook_delivery(self, delivery_id: str) -> str:
+        """Hash: one pending webhook delivery (url, body, batch, attempts, created_at_ms)."""
+        return f"{self.prefix}webhooks:delivery:{delivery_id}"
+
+    def webhook_attempts(self, batch_id: str) -> str:
+        """List: every delivery attempt of a batch's webhooks (JSON), newest last, capped."""
+        return f"{self.prefix}webhooks:attempts:{batch_id}"
+
+    def webhook_lock(self) -> str:
+        """String with TTL: the one worker process delivering webhooks right now."""
+        return f"{self.prefix}webhooks:lock"
+
+    def metrics(self) -> str:
+        """Hash: counters and histogram buckets flushed by every worker process."""
+        return f"{self.prefix}metrics"

@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from jobs.sources.csv_columns import COLUMNS, REQUIRED_COLUMNS
 from jobs.sources.csv_reader import _read_csv
-from jobs.sources.jsonl_reader import _read_jsonl
+from jobs.sources.jsonl_reader import _read_jsonl, parse_json, read_objects
 from jobs.sources.lines import _CELL_SEP, _FORMULA_IN_ROW, _physical_lines, _text_problem
 from jobs.sources.records import (
     MAX_ERRORS_PER_RECORD,
@@ -46,7 +46,9 @@ __all__ = [
     "RecordError",
     "SourceError",
     "_text_problem",
+    "parse_json",
     "read_invoices",
+    "read_objects",
     "read_stream",
 ]
 

@@ -34,17 +34,44 @@ def _read_jsonl(lines: Iterator[_Line]) -> Iterator[Item]:
             yield from _jsonl_record(line.number, text, seen)
 
 
-def _jsonl_record(number: int, text: str, seen: dict[str, int]) -> Iterator[Item]:
+def parse_json(text: str | bytes) -> object:
+    """JSON as this reader reads it: numbers as exact decimals, no NaN, no key twice.
+
+    Raises:
+        ValueError: not valid JSON; the message says what and where.
+    """
     try:
-        body = json.loads(
+        return json.loads(
             text, parse_float=Decimal, parse_constant=_no_constant, object_pairs_hook=_unique_keys
         )
     except RecursionError:
-        yield RecordError(number, "not valid JSON: nested too deeply")
-        return
+        raise ValueError("nested too deeply") from None
     except ValueError as exc:
-        yield RecordError(number, f"not valid JSON: {_json_problem(exc)}")
+        raise ValueError(_json_problem(exc)) from None
+
+
+def read_objects(bodies: Iterable[object]) -> Iterator[Item]:
+    """Records of already-parsed JSON values (`parse_json`), one invoice each.
+
+    The same rules and messages as a JSONL file whose lines hold these values:
+    the n-th value (from 1) is "line" n, and numbers repeated among them are
+    reported. For the HTTP API, which takes a list of invoices in one body.
+    """
+    seen: dict[str, int] = {}
+    for number, body in enumerate(bodies, start=1):
+        yield from _jsonl_value(number, body, seen)
+
+
+def _jsonl_record(number: int, text: str, seen: dict[str, int]) -> Iterator[Item]:
+    try:
+        body = parse_json(text)
+    except ValueError as exc:
+        yield RecordError(number, f"not valid JSON: {exc}")
         return
+    yield from _jsonl_value(number, body, seen)
+
+
+def _jsonl_value(number: int, body: object, seen: dict[str, int]) -> Iterator[Item]:
     if not isinstance(body, dict):
         yield RecordError(
             number, f"expected a JSON object (one invoice per line), got {_kind(body)}"
@@ -183,7 +210,8 @@ def _no_constant(name: str) -> object:
 
 def _json_problem(exc: ValueError) -> str:
     if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at column {exc.colno}"
+        where = f"line {exc.lineno} column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
+        return f"{exc.msg} at {where}"
     return str(exc)
 
 
