@@ -16,7 +16,7 @@ from typing import TextIO, cast
 
 import redis.asyncio as aioredis
 
-from jobs.models import Invoice
+from jobs.models import Invoice, Provider
 from worker.dead_letter import CSV_COLUMNS, DeadLetter
 from worker.enqueue import EnqueueOutcome, Enqueuer
 from worker.keys import Keys
@@ -50,13 +50,14 @@ class DeadLetters:
         *,
         batch: str | None = None,
         reason: str | None = None,
+        provider: Provider | None = None,
         offset: int = 0,
         limit: int = 100,
     ) -> list[DeadLetter]:
-        """Entries, newest first, optionally of one batch and/or reason."""
+        """Entries, newest first, optionally of one batch, reason and/or provider."""
         found: list[DeadLetter] = []
         skipped = 0
-        async for entry in self._scan(batch=batch, reason=reason):
+        async for entry in self._scan(batch=batch, reason=reason, provider=provider):
             if skipped < offset:
                 skipped += 1
                 continue
@@ -101,12 +102,12 @@ class DeadLetters:
         return outcome
 
     async def requeue_many(
-        self, *, batch: str | None = None, all: bool = False
+        self, *, batch: str | None = None, reason: str | None = None, all: bool = False
     ) -> dict[EnqueueOutcome, int]:
-        """Requeue every entry of `batch`, or every entry with `all=True`."""
-        if batch is None and not all:
-            raise ValueError("name a batch, or pass all=True")
-        keys = [entry.invoice_key async for entry in self._scan(batch=batch)]
+        """Requeue every entry of `batch` and/or `reason`, or every entry with `all=True`."""
+        if batch is None and reason is None and not all:
+            raise ValueError("name a batch or a reason, or pass all=True")
+        keys = [entry.invoice_key async for entry in self._scan(batch=batch, reason=reason)]
         counts: dict[EnqueueOutcome, int] = {}
         for invoice_key in keys:
             try:
@@ -127,6 +128,18 @@ class DeadLetters:
         env = self.enqueuer.env
         return bool(await self.discard_script(args=[env, "", invoice_key]))
 
+    async def discard_many(
+        self, *, batch: str | None = None, reason: str | None = None, all: bool = False
+    ) -> int:
+        """Discard every entry of `batch` and/or `reason` (or all); how many were discarded."""
+        if batch is None and reason is None and not all:
+            raise ValueError("name a batch or a reason, or pass all=True")
+        keys = [entry.invoice_key async for entry in self._scan(batch=batch, reason=reason)]
+        discarded = 0
+        for invoice_key in keys:
+            discarded += await self.discard(invoice_key)
+        return discarded
+
     async def export_csv(
         self, out: TextIO, *, batch: str | None = None, reason: str | None = None
     ) -> int:
@@ -140,7 +153,11 @@ class DeadLetters:
         return rows
 
     async def _scan(
-        self, *, batch: str | None = None, reason: str | None = None
+        self,
+        *,
+        batch: str | None = None,
+        reason: str | None = None,
+        provider: Provider | None = None,
     ) -> AsyncIterator[DeadLetter]:
         """Entries newest first, filtered here: pages of the index, no KEYS."""
         start = 0
@@ -148,8 +165,10 @@ class DeadLetters:
             for entry in page:
                 if entry is None:  # removed between the index read and the entry read
                     continue
-                if (batch is None or entry.batch == batch) and (
-                    reason is None or entry.reason == reason
+                if (
+                    (batch is None or entry.batch == batch)
+                    and (reason is None or entry.reason == reason)
+                    and (provider is None or entry.provider is provider)
                 ):
                     yield entry
             start += PAGE_SIZE

@@ -80,7 +80,7 @@ async def test_queued_invoices_are_discarded_and_held_ones_finish(
     assert snap.counts[State.DISCARDED] == 4 and snap.counts[State.CREATED] == 1
     assert snap.remaining == 0
     # recorded: the batch hash and the report say so
-    info = await redis_client.hgetall(keys.batch(batch))
+    info = await redis_client.hgetall(keys.batch(batch))  # type: ignore[misc]
     assert info[b"cancelled"] == b"4" and int(info[b"cancelled_at_ms"]) > 0
     out = io.StringIO()
     await write_report(redis_client, keys, batch, out)

@@ -22,7 +22,7 @@ from worker.web import dashboard, errors
 from worker.web.context import WebContext
 from worker.web.headers import SecurityHeaders
 from worker.web.roles import Tokens
-from worker.web.routes import health
+from worker.web.routes import batches, dead_letters, health, invoices, providers
 from worker.web.session import SessionCodec
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -63,7 +63,8 @@ def create_app(
     app.state.sessions = SessionCodec.of(tokens)
     errors.install(app)
     app.add_middleware(SecurityHeaders)
-    app.include_router(health.router)
+    for module in (health, invoices, batches, dead_letters, providers):
+        app.include_router(module.router)
     if with_dashboard:
         app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -4,7 +4,7 @@
 the batch name, `send`, a callback and the invoices). Its invoices are read
 by `jobs.sources.read_objects`, the JSONL reader's rules applied to values
 (the n-th invoice is "line" n, so errors read as they do for a file), and
-checked by `worker.intake.checked` with the provider's own validator, exactly
+checked by `worker.intake.prepare` with the provider's own rules, exactly
 what `invoicer enqueue` does per record. Enqueueing is `worker.api`'s.
 Nothing here decides what a valid invoice is.
 """
@@ -12,7 +12,7 @@ Nothing here decides what a valid invoice is.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -20,9 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobs.models import Provider
 from jobs.sources import Record, RecordError, parse_json, read_objects
-from worker.intake import checked
+from worker.intake import Intake, prepare
 from worker.settings import Settings
 from worker.web.errors import ApiError
+
+M = TypeVar("M", bound=BaseModel)
 
 MAX_INVOICES = 1000
 """Invoices per request: a larger set is a file (`POST /v1/batches`)."""
@@ -80,8 +82,8 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-def envelope_of(body: bytes) -> tuple[Envelope, list[Any]]:
-    """The envelope and its invoices (raw JSON values); 400/422 for a bad document."""
+def parse_model(body: bytes, model: type[M]) -> M:
+    """`body` as a JSON object of `model` (numbers exact); 400 if not JSON, 422 if wrong."""
     try:
         document = parse_json(body)
     except ValueError as exc:
@@ -92,17 +94,22 @@ def envelope_of(body: bytes) -> tuple[Envelope, list[Any]]:
         raise ApiError(
             422,
             "invalid_request",
-            "the body must be a JSON object with `provider` and `invoices`",
+            "the body must be a JSON object",
             problems=[{"field": "body", "message": "expected a JSON object"}],
         )
     try:
-        envelope = Envelope.model_validate(document)
+        return model.model_validate(document)
     except ValidationError as exc:
         problems: list[dict[str, object]] = [
             {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
             for e in exc.errors(include_url=False, include_input=False)
         ]
         raise ApiError(422, "invalid_request", _first(problems), problems=problems) from None
+
+
+def envelope_of(body: bytes) -> tuple[Envelope, list[Any]]:
+    """The envelope and its invoices (raw JSON values); 400/422 for a bad document."""
+    envelope = parse_model(body, Envelope)
     invoices = envelope.invoices if isinstance(envelope.invoices, list) else [envelope.invoices]
     if not invoices:
         raise ApiError(
@@ -122,21 +129,22 @@ def envelope_of(body: bytes) -> tuple[Envelope, list[Any]]:
 
 
 def checked_records(
-    invoices: Iterable[object], provider: Provider
+    invoices: Iterable[object], intake: Intake
 ) -> tuple[list[Record], list[RecordError]]:
-    """Every invoice read and checked as `invoicer enqueue` would: (valid, errors)."""
-    from jobs.providers import validator  # the provider rules load the HTTP clients
+    """Every invoice read and checked as `invoicer enqueue` would: (valid, errors).
 
-    validate = validator(provider)
+    Nothing is written: `worker.api.enqueue_invoices` then takes the valid
+    records (and, with `partial`, the errors, which it reports and parks).
+    """
     good: list[Record] = []
     bad: list[RecordError] = []
     for item in read_objects(invoices):
-        results = [item] if isinstance(item, RecordError) else checked(item, provider, validate)
-        for result in results:
-            if isinstance(result, RecordError):
-                bad.append(result)
-            else:
-                good.append(result)
+        result = prepare(item, intake)
+        if isinstance(result, list):
+            bad.extend(result)
+        else:
+            assert isinstance(item, Record)
+            good.append(item)
     return good, bad
 
 

@@ -11,6 +11,7 @@ from jobs.models import Provider
 from jobs.sources import RecordError
 from worker import api
 from worker.enqueue import EnqueueReport
+from worker.intake import Intake
 from worker.keys import invoice_key
 from worker.ledger import Ledger, LedgerRecord
 from worker.web.auth import ADMIN, READER
@@ -69,7 +70,9 @@ async def enqueue(
     envelope, invoices = envelope_of(await read_body(request))
     if envelope.callback_url is not None:
         check_callback(envelope.callback_url, ctx.settings)
-    good, bad = checked_records(invoices, envelope.provider)
+    account = ctx.account(envelope.provider)
+    intake = Intake(envelope.provider, account, envelope.send)
+    good, bad = checked_records(invoices, intake)
     if bad and not partial:
         count = len({e.line for e in bad})
         raise ApiError(
@@ -91,7 +94,6 @@ async def enqueue(
     if envelope.callback_url is not None:
         each = envelope.notify == "each"
         await subscribe(ctx.redis, ctx.keys, report.batch_id, envelope.callback_url, each=each)
-    account = ctx.account(envelope.provider)
     refs = [
         InvoiceRef(
             index=r.line - 1,
