@@ -183,7 +183,7 @@ class StaxExtras(_Model):
     """Fields only Stax understands."""
 
     url: str = "https://app.staxpayments.com/#/bill/"
-    """Base of the hosted bill-pay page; Stax requires it (PROVIDERS.md 2.3)."""
+    """Base of the hosted bill-pay page; Stax requires it (docs/providers.md, Stax: Host)."""
 
 
 class Invoice(_Model):

@@ -1,8 +1,10 @@
 """Money arithmetic: the one place totals are computed.
 
-Both providers take dollars with two decimal places and round half-up
-(PROVIDERS.md 1.3, 2.5). Every total the product shows, sends or compares is
-computed here, from `Decimal`, never from a float.
+Both providers take dollars as JSON numbers with two decimal places
+(docs/providers.md, "Money" under Maast and under Stax); that they round
+half-up to cents, as this module does, is assumed (open question Q6 there).
+Every total the product shows, sends or compares is computed here, from
+`Decimal`, never from a float.
 """
 
 from __future__ import annotations
@@ -42,9 +44,10 @@ def compute_totals(
 ) -> Totals:
     """Subtotal, tax and total for `(quantity, unit_price)` pairs.
 
-    Maast's rule (PROVIDERS.md 1.9 step 4): subtotal = sum of quantity x unit
-    cost; a RATE tax is a percentage of the subtotal; an AMOUNT tax is taken as
-    given; total = subtotal + tax. Each figure is rounded to cents half-up.
+    Maast's rule: subtotal = sum of quantity x unit cost; a RATE tax is a
+    percentage of the subtotal; an AMOUNT tax is taken as given; total =
+    subtotal + tax. Each figure is rounded to cents half-up (the rate and the
+    rounding are assumed: docs/providers.md, Q6).
     """
     subtotal = to_cents(sum((line_total(q, p) for q, p in lines), ZERO))
     if tax_rate_percent is not None:

@@ -3,7 +3,8 @@
 `SandboxConfig` is what `create_app`, `serve` and `running_sandbox` take and
 what `POST /_sandbox/config` accepts; `Faults` (a field of it) is what
 `POST /_sandbox/faults` accepts. This module only describes; it never acts.
-Every switch defaults to the behaviour PROVIDERS.md 1.9 / 2.9 describes.
+Every switch defaults to the provider behaviour docs/providers.md describes;
+the switches play the other side of its open questions (docs/sandbox.md).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class Faults(FaultSpec):
 
 
 class SandboxConfig(_Model):
-    """Everything the sandbox can be told; defaults follow PROVIDERS.md 1.9 / 2.9."""
+    """Everything the sandbox can be told; defaults follow docs/providers.md."""
 
     maast_keys: frozenset[str] = Field(default=frozenset({DEFAULT_MAAST_KEY}), repr=False)
     maast_forbidden_keys: frozenset[str] = Field(

@@ -1,4 +1,4 @@
-"""Per-client-IP rate limits and the Stax 4xx block (PROVIDERS.md 2.7, 2.9 step 9).
+"""Per-client-IP rate limits and the Stax 4xx block (docs/sandbox.md, "Stax limits").
 
 A sliding window log per IP: a request is allowed while fewer than `limit`
 accepted requests fall in the last `window_s`. Separately, failed (4xx)

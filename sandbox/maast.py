@@ -1,6 +1,7 @@
 """Maast's Platform API, simulated: auth, invoices, send, customer vault.
 
-Implements PROVIDERS.md 1.9: the `{code, message, data}` envelope, Basic auth
+Implements what docs/providers.md says of Maast (docs/sandbox.md, What it
+simulates): the `{code, message, data}` envelope, Basic auth
 with the key as password, code-2 validation errors with `data` a list of
 `{field, message}`, totals via `jobs.money.compute_totals`. Handlers are
 synchronous and never await, so a check and the store that follows it are
@@ -77,7 +78,7 @@ def _basic_key(call: Call) -> str | None:
 
 
 def create(call: Call) -> Reply:
-    """POST /platform/invoice: store a SAVED draft (PROVIDERS.md 1.9 step 4)."""
+    """POST /platform/invoice: validate, then store a SAVED draft with Maast's totals."""
     try:
         body = call.request.json_object()
     except BadJson as exc:

@@ -1,4 +1,4 @@
-"""Maast's validation rules for a create-invoice body (PROVIDERS.md 1.6, 1.9 step 4).
+"""Maast's validation rules for a create-invoice body (docs/sandbox.md, What it simulates).
 
 Pure functions: a parsed JSON body in, a list of `Problem`s (field, message)
 and the typed values the handler needs out. No state: whether the customer
@@ -16,7 +16,7 @@ INVOICE_NUMBER = re.compile(r"^[A-Za-z0-9_-]{1,25}$")
 _NUMERIC3 = re.compile(r"^[0-9]{3}$")
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
-# Contact field -> max length (Q-SPEC Contact).
+# Contact field -> max length ([Qualpay OpenAPI] Contact, in docs/providers.md).
 _CONTACT_LENGTHS = {
     "first_name": 32,
     "last_name": 32,

@@ -65,7 +65,7 @@ def serve(
     """Serve the sandbox until interrupted (Ctrl-C / SIGTERM).
 
     Args:
-        config: switches, limits and faults; defaults per PROVIDERS.md.
+        config: switches, limits and faults (docs/sandbox.md, Configuration).
         host, port: where to listen (ignored when `fd` is given).
         fd: an already bound and listening socket to serve on.
         log_level: uvicorn's log level; requests are never logged.

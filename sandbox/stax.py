@@ -1,6 +1,7 @@
 """Stax's invoice API, simulated: auth, create, list, get, send, delete, customers.
 
-Implements PROVIDERS.md 2.9: Bearer auth, Laravel 422 field errors, create
+Implements what docs/providers.md says of Stax (docs/sandbox.md, What it
+simulates): Bearer auth, Laravel 422 field errors, create
 returning the full invoice (200, or 201 under a switch), no duplicate
 detection, `keywords[]` search (matching `meta.reference` under a switch) and
 Laravel pagination. Handlers never await (atomic on the event loop). Rate
@@ -202,8 +203,9 @@ def _exact(record: Record, wanted: dict[str, str]) -> bool:
 
 
 def _mentions(call: Call, record: Record, keyword: str) -> bool:
-    # keywords[] searches customer name, invoice id and status (S-LIST), and
-    # meta.reference under a switch (PROVIDERS.md 2.9 step 3).
+    # keywords[] searches customer name, invoice id and status ([Stax Get All
+    # Invoices] in docs/providers.md), and meta.reference under a switch: whether
+    # Stax does is open question Q8 there.
     doc = record.doc
     customer = doc.get("customer")
     fields = [str(doc.get("id")), str(doc.get("status"))]

@@ -1,4 +1,4 @@
-"""Stax's validation rules for a create-invoice body (PROVIDERS.md 2.3, 2.9 step 2).
+"""Stax's validation rules for a create-invoice body (docs/sandbox.md, What it simulates).
 
 Pure: a parsed JSON body in, Laravel-style field errors
 (`{"field": ["The field is required."]}`) and the typed values out. Funding

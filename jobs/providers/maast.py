@@ -1,7 +1,7 @@
 """jobs/providers/maast.py — speaks Maast's Platform invoice API; no retries, no Redis.
 
 Owns the table from (HTTP status, body `code`) to `InvoiceError`, receipts,
-and the create / lookup / send calls (PROVIDERS.md section 1). Maast
+and the create / lookup / send calls (docs/providers.md, Maast). Maast
 succeeds only on HTTP 2xx with `code` 0. The body mapping (`maast_body`)
 and the local checks (`maast_checks`) are re-exported here.
 """
@@ -175,7 +175,7 @@ class MaastProvider(HttpProvider):
             envelope = await self._envelope("GET", CREATE_PATH, "find", params=params)
             rows = envelope.get("data")
             rows = rows if isinstance(rows, list) else []
-            # Match on our side too: the filter syntax is unverified (PROVIDERS 1.6).
+            # Match on our side too: the filter syntax is unverified (docs/providers.md, Q2).
             matches += [r for r in rows if _number_of(r) == invoice.number]
             if matches or not _more_pages(envelope, page, len(rows)):
                 return _lowest(matches, invoice)
@@ -190,7 +190,8 @@ class MaastProvider(HttpProvider):
         if isinstance(data, Mapping) and data.get("invoice_id") is not None:
             return receipt_from(data, invoice)
         try:
-            # The send answer may carry no data (M-SEND); the link comes with the detail.
+            # The send answer may carry no data ([Maast Send an Invoice] in docs/providers.md);
+            # the link comes with the detail.
             return receipt_from(await self._call("GET", f"{path}/detail", "detail"), invoice)
         except InvoiceError:
             return receipt.model_copy(update={"status": "OUTSTANDING", "sent": True})

@@ -1,7 +1,8 @@
 """The Maast create body, both ways.
 
 `request_from_invoice` turns the neutral `Invoice` into Maast's create body
-(PROVIDERS.md 1.6) and `invoice_from_request` reads one back exactly (the
+(docs/providers.md, Maast: Endpoints the code calls) and
+`invoice_from_request` reads one back exactly (the
 JSONL reader uses it); what Maast refuses in a body is `maast_checks`. Pure
 functions: no HTTP, no I/O. `jobs.providers.maast` re-exports them.
 """
@@ -42,7 +43,7 @@ ADDRESS_KEYS: Final = (
     ("country_code", "country_code", 3),
     ("country", "country", 128),
 )
-"""(neutral name, Maast name, max length) of a Contact (PROVIDERS.md 1.6)."""
+"""(neutral name, Maast name, max length) of a Contact, per Maast's Contact schema."""
 
 _BODY_KEYS: Final = frozenset(
     {

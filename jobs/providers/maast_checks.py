@@ -1,6 +1,7 @@
 """What Maast refuses in an invoice, checked locally before any request.
 
-`invoice_problems` lists every reason at once (PROVIDERS.md 1.6, 1.9): the
+`invoice_problems` lists every reason at once (docs/providers.md, Maast:
+Endpoints the code calls, which gives the limits and their sources): the
 number's alphabet, field lengths, the currencies Maast bills in, its number
 formats, and the contacts it requires complete. Pure functions: no HTTP.
 """
@@ -17,7 +18,7 @@ from jobs.providers.maast_body import ADDRESS_KEYS, CONTACT_KEYS, CURRENCY_CODES
 
 
 def invoice_problems(invoice: Invoice) -> list[FieldError]:
-    """Every reason Maast would refuse `invoice` (PROVIDERS.md 1.6, 1.9)."""
+    """Every reason Maast would refuse `invoice`, all at once."""
     problems: list[FieldError] = []
     if not _INVOICE_NUMBER.match(invoice.number):
         problems.append(FieldError("number", "Maast takes 1-25 letters, digits, '-' or '_'"))
@@ -66,8 +67,8 @@ def _text_problems(invoice: Invoice) -> list[FieldError]:
     problems = _too_long("notes.footer", invoice.notes.footer, 750)
     problems += _too_long("notes.terms", invoice.notes.terms, 500)
     problems += _contact_problems("customer", invoice.customer)
-    # A contact object that is sent must be complete (PROVIDERS.md 1.6), and
-    # save_customer creates the vault customer from billing_contact.
+    # Maast's Contact schema requires these fields on any contact object that
+    # is sent, and save_customer creates the vault customer from billing_contact.
     if _sends_contact(invoice.customer) or invoice.maast.save_customer:
         problems += _missing("customer", invoice.customer, _BILLING_REQUIRED)
     if invoice.maast.from_contact is not None:

@@ -1,7 +1,7 @@
 """jobs/providers/stax.py — speaks Stax's invoice API; no retries, no Redis.
 
 Owns the table from HTTP status to `InvoiceError`, receipts, and the create
-/ lookup / send calls (PROVIDERS.md section 2). Stax has no invoice number:
+/ lookup / send calls (docs/providers.md, Stax). Stax has no invoice number:
 ours goes in `meta.reference` and the lookup matches it on our side. The
 body mapping and the local checks (each refusal at Stax counts toward the
 ten 4xx a minute that block our IP for an hour) live in `stax_body` and are

@@ -1,7 +1,8 @@
 """The Stax create body, both ways, and what Stax refuses in it.
 
 `request_from_invoice` turns the neutral `Invoice` into Stax's create body
-(PROVIDERS.md 2.3; our invoice number goes in `meta.reference`) and
+(docs/providers.md, Stax: Endpoints the code calls; our invoice number goes
+in `meta.reference`) and
 `invoice_from_request` reads one back (the JSONL reader uses it);
 `invoice_problems` lists every local refusal. Pure functions: no HTTP, no
 I/O. `jobs.providers.stax` re-exports them.
@@ -123,7 +124,12 @@ def invoice_from_request(body: Mapping[str, object]) -> Invoice:
 
 
 def invoice_problems(invoice: Invoice) -> list[FieldError]:
-    """Every reason Stax would refuse `invoice` (PROVIDERS.md 2.3, 2.9)."""
+    """Every reason Stax would refuse `invoice`, all at once.
+
+    Each refusal at Stax counts toward the ten failed requests a minute that
+    block our IP for an hour, so everything Stax is known to refuse is
+    checked here (docs/providers.md, Stax: Endpoints the code calls).
+    """
     problems: list[FieldError] = []
     if invoice.currency != "USD":
         problems.append(FieldError("currency", "Stax invoices are in USD only"))

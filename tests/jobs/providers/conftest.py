@@ -26,7 +26,7 @@ from tests.fakes import FakeLedger, ImmediateLimiter
 
 SEEDS = Path(__file__).parent / "seeds"
 API_KEY = "9edec21a31c0xyz789e30a3416abc123"
-"""The key of the Maast authentication worked example (PROVIDERS.md 1.2)."""
+"""The key of Maast's authentication worked example (docs/providers.md, Maast: Authentication)."""
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
