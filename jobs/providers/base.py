@@ -1,8 +1,9 @@
 """What every provider client shares: its config, its HTTP client, the `HttpProvider` base.
 
 `HttpProvider` sends one request through the transport-error mapper
-(`answers.map_transport_errors`) and leaves the rest to its subclasses: how
-to authenticate, what to check locally, the create body and the calls. It
+(`answers.map_transport_errors`) and turns its answer into a body or an
+`InvoiceError`; its subclasses supply how to authenticate, what to check
+locally, the create body, what an answer means and the calls. It
 knows nothing about Maast or Stax field names and never retries, sleeps or
 touches Redis: retry policy is the worker's.
 """
@@ -16,11 +17,11 @@ from dataclasses import dataclass, field
 import httpx2 as httpx
 from httpx_aiohttp.httpx2 import AiohttpTransport
 
-from jobs.errors import FieldError
+from jobs.errors import FieldError, InvoiceError
 from jobs.models import Invoice, InvoiceReceipt
 from jobs.ports import PreparedRequest
-from jobs.providers.answers import map_transport_errors, refuse_problems
-from jobs.providers.json_body import dumps
+from jobs.providers.answers import Operation, map_transport_errors, refuse_problems
+from jobs.providers.json_body import body_of, dumps
 
 
 @dataclass(frozen=True, repr=False)
@@ -123,6 +124,12 @@ class HttpProvider(ABC):
     def _create_body(self, invoice: Invoice) -> dict[str, object]:
         """The create request's JSON body."""
 
+    @abstractmethod
+    def _error_for(
+        self, response: httpx.Response, payload: object, operation: Operation
+    ) -> InvoiceError | None:
+        """The error an answer means (`payload` is its parsed JSON), or `None` for a success."""
+
     def _headers(self, *, redacted: bool = False) -> dict[str, str]:
         return {
             "Authorization": self._authorization(redacted=redacted),
@@ -189,6 +196,27 @@ class HttpProvider(ABC):
                 await response.aclose()
                 raise
         return response
+
+    async def _answer(
+        self,
+        method: str,
+        path: str,
+        operation: Operation,
+        *,
+        body: object = None,
+        params: Mapping[str, str | int | list[str]] | None = None,
+    ) -> object:
+        """Send one request: its JSON body on success, else the `InvoiceError` the answer means.
+
+        Raises:
+            InvoiceError: from the transport or from the answer, translated once.
+        """
+        response = await self._request(method, path, body=body, params=params)
+        payload = body_of(response)  # parsed once, for the error check and the caller
+        error = self._error_for(response, payload, operation)
+        if error is not None:
+            raise error
+        return payload
 
     @abstractmethod
     async def create(self, invoice: Invoice) -> InvoiceReceipt:

@@ -80,10 +80,10 @@ def basic_token(api_key: str) -> str:
 
 def error_for(response: httpx.Response, operation: Operation) -> InvoiceError | None:
     """The error a Maast answer means, or `None` when it is a success (2xx, code 0)."""
-    return _error_for(response, body_of(response), operation)
+    return _classify(response, body_of(response), operation)
 
 
-def _error_for(
+def _classify(
     response: httpx.Response, payload: object, operation: Operation
 ) -> InvoiceError | None:
     envelope = payload if isinstance(payload, Mapping) else {}
@@ -154,6 +154,11 @@ class MaastProvider(HttpProvider):
     def _create_body(self, invoice: Invoice) -> dict[str, object]:
         return request_from_invoice(invoice)
 
+    def _error_for(
+        self, response: httpx.Response, payload: object, operation: Operation
+    ) -> InvoiceError | None:
+        return _classify(response, payload, operation)
+
     async def create(self, invoice: Invoice) -> InvoiceReceipt:
         """Create a draft (status SAVED); Maast never sends on create."""
         data = await self._call("POST", CREATE_PATH, "create", body=request_from_invoice(invoice))
@@ -210,11 +215,7 @@ class MaastProvider(HttpProvider):
         body: object = None,
         params: Mapping[str, str | int | list[str]] | None = None,
     ) -> JsonBody:
-        response = await self._request(method, path, body=body, params=params)
-        payload = body_of(response)  # parsed once, for the error check and the caller
-        error = _error_for(response, payload, operation)
-        if error is not None:
-            raise error
+        payload = await self._answer(method, path, operation, body=body, params=params)
         return payload if isinstance(payload, Mapping) else {}
 
 

@@ -62,13 +62,18 @@ ERRORS: Final[tuple[Row, ...]] = (
 
 def error_for(response: httpx.Response, operation: Operation) -> InvoiceError | None:
     """The error a Stax answer means, or `None` for any 2xx."""
+    return None if response.is_success else _classify(response, body_of(response), operation)
+
+
+def _classify(
+    response: httpx.Response, payload: object, operation: Operation
+) -> InvoiceError | None:
     if response.is_success:
         return None
     status = response.status_code
     error = lookup(ERRORS, status, None)
     if status == 404 and operation in ("detail", "send"):
         error = InvoiceRejected  # an unknown invoice id, not a wrong base URL
-    payload = body_of(response)
     message, details = _split_message(payload)
     fields = tuple(field_errors_from(details))
     if message is None:
@@ -132,10 +137,15 @@ class StaxProvider(HttpProvider):
     def _create_body(self, invoice: Invoice) -> dict[str, object]:
         return request_from_invoice(invoice)
 
+    def _error_for(
+        self, response: httpx.Response, payload: object, operation: Operation
+    ) -> InvoiceError | None:
+        return _classify(response, payload, operation)
+
     async def create(self, invoice: Invoice) -> InvoiceReceipt:
         """Create the invoice: a DRAFT, or SENT when `invoice.send` asks for it."""
         body = request_from_invoice(invoice)
-        return receipt_from(await self._call("POST", CREATE_PATH, "create", body=body), invoice)
+        return receipt_from(await self._answer("POST", CREATE_PATH, "create", body=body), invoice)
 
     async def find(self, invoice: Invoice) -> InvoiceReceipt | None:
         """The invoice whose `meta.reference` is our number, or `None`.
@@ -150,7 +160,7 @@ class StaxProvider(HttpProvider):
                 "per_page": LOOKUP_PAGE_SIZE,
                 "page": page,
             }
-            listing = await self._call("GET", CREATE_PATH, "find", params=params)
+            listing = await self._answer("GET", CREATE_PATH, "find", params=params)
             rows = listing.get("data") if isinstance(listing, Mapping) else None
             rows = rows if isinstance(rows, list) else []
             matches = [r for r in rows if _reference_of(r) == invoice.number]
@@ -165,25 +175,10 @@ class StaxProvider(HttpProvider):
     async def send(self, receipt: InvoiceReceipt, invoice: Invoice) -> InvoiceReceipt:
         """Email the invoice to the customer (status SENT); resending is allowed."""
         path = f"{CREATE_PATH}/{receipt.provider_id}/send/email"
-        data = await self._call("PUT", path, "send", body={})
+        data = await self._answer("PUT", path, "send", body={})
         if isinstance(data, Mapping) and data.get("id"):
             return receipt_from(data, invoice)
         return receipt.model_copy(update={"status": "SENT", "sent": True})
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        operation: Operation,
-        *,
-        body: object = None,
-        params: Mapping[str, str | int | list[str]] | None = None,
-    ) -> object:
-        response = await self._request(method, path, body=body, params=params)
-        error = error_for(response, operation)
-        if error is not None:
-            raise error
-        return body_of(response)
 
 
 def _reference_of(row: object) -> object:
