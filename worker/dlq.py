@@ -21,7 +21,7 @@ from worker.dead_letter import CSV_COLUMNS, DeadLetter
 from worker.enqueue import EnqueueOutcome, Enqueuer
 from worker.keys import Keys
 from worker.lua import Scripts
-from worker.replies import RawHash, text
+from worker.replies import RawHash, decoded, text
 
 PAGE_SIZE = 200
 """Entries read per round trip while filtering."""
@@ -36,9 +36,17 @@ class DeadLetters:
         self.enqueuer = Enqueuer(redis, keys)
         self.discard_script = Scripts.register(redis).discard
 
-    async def count(self) -> int:
-        """How many invoices are parked."""
-        return int(await self.redis.zcard(self.keys.dead_letters()))
+    async def count(self, *, batch: str | None = None, reason: str | None = None) -> int:
+        """How many invoices are parked (of one batch, or with one reason)."""
+        if batch is not None and reason is not None:
+            return len([e async for e in self._scan(batch=batch, reason=reason)])
+        return int(await self.redis.zcard(self._index(batch=batch, reason=reason)))
+
+    async def reason_counts(self) -> dict[str, int]:
+        """How many entries each reason has, most first (a maintained counter: one read)."""
+        raw = await cast(Awaitable[RawHash], self.redis.hgetall(self.keys.dead_letter_reasons()))
+        counts = {reason: int(n) for reason, n in decoded(raw).items() if int(n) > 0}
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
     async def get(self, invoice_key: str) -> DeadLetter | None:
         """The entry of `invoice_key`, or `None`."""
@@ -57,8 +65,12 @@ class DeadLetters:
         """Entries, newest first, optionally of one batch, reason and/or provider."""
         found: list[DeadLetter] = []
         skipped = 0
-        async for entry in self._scan(batch=batch, reason=reason, provider=provider):
-            if skipped < offset:
+        # With at most one of batch and reason the index holds exactly those
+        # entries: start at `offset` in it instead of reading the ones before.
+        exact = provider is None and (batch is None or reason is None)
+        start = offset if exact else 0
+        async for entry in self._scan(batch=batch, reason=reason, provider=provider, start=start):
+            if not exact and skipped < offset:
                 skipped += 1
                 continue
             found.append(entry)
@@ -152,16 +164,26 @@ class DeadLetters:
             rows += 1
         return rows
 
+    def _index(self, *, batch: str | None = None, reason: str | None = None) -> str:
+        """The smallest maintained index holding every entry the filters allow."""
+        if reason is not None:
+            return self.keys.dead_letters_by_reason(reason)
+        if batch is not None:
+            return self.keys.dead_letters_of_batch(batch)
+        return self.keys.dead_letters()
+
     async def _scan(
         self,
         *,
         batch: str | None = None,
         reason: str | None = None,
         provider: Provider | None = None,
+        start: int = 0,
     ) -> AsyncIterator[DeadLetter]:
-        """Entries newest first, filtered here: pages of the index, no KEYS."""
-        start = 0
-        while page := await self._page(start):
+        """Entries newest first from rank `start` of the narrowest index (by
+        reason, by batch or all), the other filter applied here; never KEYS."""
+        index = self._index(batch=batch, reason=reason)
+        while page := await self._page(index, start):
             for entry in page:
                 if entry is None:  # removed between the index read and the entry read
                     continue
@@ -173,9 +195,9 @@ class DeadLetters:
                     yield entry
             start += PAGE_SIZE
 
-    async def _page(self, start: int) -> builtins.list[DeadLetter | None]:
-        """Entries `start .. start+PAGE_SIZE` (newest first); None where one vanished."""
-        keys = await self.redis.zrevrange(self.keys.dead_letters(), start, start + PAGE_SIZE - 1)
+    async def _page(self, index: str, start: int) -> builtins.list[DeadLetter | None]:
+        """Entries `start .. start+PAGE_SIZE` of `index` (newest first); None where one vanished."""
+        keys = await self.redis.zrevrange(index, start, start + PAGE_SIZE - 1)
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hgetall(self.keys.dead_letter(text(key)))

@@ -117,6 +117,18 @@ class Keys:
         """Hash: one dead-letter entry."""
         return f"{self.prefix}dlq:{invoice_key}"
 
+    def dead_letter_reasons(self) -> str:
+        """Hash: reason -> how many dead letters have it (maintained with the index)."""
+        return f"{self.prefix}dlq-reasons"
+
+    def dead_letters_by_reason(self, reason: str) -> str:
+        """Sorted set: the dead-lettered invoice keys of one reason, scored by time (ms)."""
+        return f"{self.prefix}dlq-reason:{reason}"
+
+    def dead_letters_of_batch(self, batch_id: str) -> str:
+        """Sorted set: the dead-lettered invoice keys of one batch, scored by time (ms)."""
+        return f"{self.prefix}dlq-batch:{batch_id}"
+
     def rate(self, provider: Provider, account: str) -> str:
         """Sorted set: request grant times of the last window (shared limiter)."""
         return f"{self.prefix}rate:{provider.value}:{account}"
@@ -181,3 +193,7 @@ class Keys:
     def metrics(self) -> str:
         """Hash: counters and histogram buckets flushed by every worker process."""
         return f"{self.prefix}metrics"
+
+    def per_minute(self, provider: Provider, minute: int | str) -> str:
+        """Hash with TTL: invoices created and rejected in one minute (Unix time // 60)."""
+        return f"{self.prefix}per-minute:{provider.value}:{minute}"

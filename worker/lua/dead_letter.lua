@@ -22,10 +22,11 @@ local entry = cjson.decode(fields)
 if new == 'in_doubt' then entry.reason = 'in_doubt' end
 local dl = key(E.dead_letter, ik)
 local first = redis.call('HGET', dl, 'first_at_ms') or r[7]
+dlq_unindex(ik)
 redis.call('HSET', dl, 'invoice_key', ik, 'payload', r[5], 'batch', batch, 'provider', provider,
   'number', r[6], 'first_at_ms', first, 'last_at_ms', NOW)
 for name, value in pairs(entry) do redis.call('HSET', dl, name, value) end
-redis.call('ZADD', E.dead_letters, NOW, ik)
+dlq_index(ik, entry.reason or '', batch)
 redis.call('HSET', rec, 'dlq', '1', 'error', err)
 move(rec, ik, batch, provider, state, new, 'dead-lettered', entry.reason)
 return {'ok', new}

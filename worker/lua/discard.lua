@@ -5,8 +5,7 @@ local rec = ledger_key(ik)
 local r = redis.call('HMGET', rec, 'state', 'batch', 'provider', 'dlq')
 local state = r[1]
 if not state or r[4] ~= '1' then return 0 end
-redis.call('DEL', key(E.dead_letter, ik))
-redis.call('ZREM', E.dead_letters, ik)
+dlq_remove(ik)
 redis.call('HSET', rec, 'dlq', '0')
 if state == 'in_doubt' or state == 'sending' then
   -- It may exist at the provider: a later re-enqueue must look it up first.

@@ -10,8 +10,7 @@ local function enqueue_one(ik, fp, payload, number, send)
   local rec = ledger_key(ik)
 
   local function drop_dead_letter()
-    redis.call('DEL', key(E.dead_letter, ik))
-    redis.call('ZREM', E.dead_letters, ik)
+    dlq_remove(ik)
     redis.call('HSET', rec, 'dlq', '0')
   end
 

@@ -24,11 +24,12 @@ local function reject_one(ik, number, payload, fields)
     'send', '0', 'dlq', '1')
   join(batch, 'rejected', ik)
   local dl = key(E.dead_letter, ik)
-  redis.call('DEL', dl)
+  dlq_remove(ik)
   redis.call('HSET', dl, 'invoice_key', ik, 'payload', payload, 'batch', batch,
     'provider', provider, 'number', number, 'first_at_ms', NOW, 'last_at_ms', NOW)
-  for name, value in pairs(cjson.decode(fields)) do redis.call('HSET', dl, name, value) end
-  redis.call('ZADD', E.dead_letters, NOW, ik)
+  local entry = cjson.decode(fields)
+  for name, value in pairs(entry) do redis.call('HSET', dl, name, value) end
+  dlq_index(ik, entry.reason or '', batch)
   event(ik, 'invalid at enqueue', 'rejected', batch)
   return 'dead_lettered'
 end
