@@ -109,6 +109,13 @@ class Keys:
         """Hash: per-state counters over every invoice, for the dashboard."""
         return f"{self.prefix}totals"
 
+    def account_totals(self, who: str) -> str:
+        """Hash: per-state counters of one provider account's invoices.
+
+        `who` is `account_name(provider, account)`: `maast`, `maast@eu`.
+        """
+        return f"{self.prefix}totals:{who}"
+
     def dead_letters(self) -> str:
         """Sorted set: dead-lettered invoice keys scored by time (ms)."""
         return f"{self.prefix}dlq"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from jobs.models import Provider
-from worker.keys import Keys
+from worker.keys import Keys, account_name
 from worker.ledger import State
 from worker.limits import pause_state
 from worker.replies import decoded
@@ -231,3 +231,23 @@ def _int(value: str | None) -> int:
     # Counters are written by Lua HINCRBY, so they are integers; a missing
     # field is a state nothing has reached yet.
     return 0 if value is None else int(value)
+
+
+async def read_account_counts(
+    redis: aioredis.Redis, keys: Keys, accounts: Mapping[Provider, str]
+) -> dict[Provider, dict[State, int]]:
+    """Per-state counts of each provider account's invoices, in one round trip.
+
+    The ledger's scripts keep these counters beside the batch and global
+    ones (`Keys.account_totals`), so in flight and in doubt per provider
+    cost one read, whatever the number of invoices.
+    """
+    providers = list(accounts)
+    async with redis.pipeline(transaction=False) as pipe:
+        for p in providers:
+            pipe.hgetall(keys.account_totals(account_name(p, accounts[p])))
+        replies = await pipe.execute()
+    return {
+        p: {state: max(0, _int(decoded(raw).get(state.value))) for state in State}
+        for p, raw in zip(providers, replies, strict=True)
+    }

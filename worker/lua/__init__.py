@@ -58,6 +58,7 @@ def script_env(keys: Keys) -> str:
         "dlq_batch": _template(keys.dead_letters_of_batch(_HOLE)),
         "job_id": [before, after[:-1]],
         "totals": keys.totals(),
+        "account_totals": _template(keys.account_totals(_HOLE)),
         "leases": keys.leases(),
         "dead_letters": keys.dead_letters(),
         "queue": {p.value: keys.queue(p) for p in Provider},

@@ -15,16 +15,19 @@ local function key(tpl, arg) return tpl[1] .. arg .. tpl[2] end
 local function ledger_key(ik) return key(E.ledger, ik) end
 local function job_id_of(ik, gen) return E.job_id[1] .. ik .. E.job_id[2] .. gen end
 
-local function count(batch, state, delta)
+-- Counters per batch, over everything, and per provider account (the
+-- invoice key up to its last colon: `maast`, `maast@eu`).
+local function count(batch, state, delta, ik)
   redis.call('HINCRBY', key(E.batch, batch), state, delta)
   redis.call('HINCRBY', E.totals, state, delta)
+  redis.call('HINCRBY', key(E.account_totals, string.match(ik, '^(.*):')), state, delta)
 end
 
 -- A record joins or leaves a batch: the member set, its state counter and
 -- `total` move together, so sum(states) == total == ZCARD(members) always.
 local function join(batch, state, ik)
-  count(batch, state, 1)
-  count(batch, 'total', 1)
+  count(batch, state, 1, ik)
+  count(batch, 'total', 1, ik)
   -- Scored by a per-batch sequence, not the time: many invoices join in the
   -- same millisecond, and the report lists them in the order they came.
   local seq = redis.call('INCR', key(E.batch_seq, batch))
@@ -32,8 +35,8 @@ local function join(batch, state, ik)
 end
 
 local function leave(batch, state, ik)
-  count(batch, state, -1)
-  count(batch, 'total', -1)
+  count(batch, state, -1, ik)
+  count(batch, 'total', -1, ik)
   redis.call('ZREM', key(E.members, batch), ik)
 end
 
@@ -61,8 +64,8 @@ end
 -- Move a record to `to`, counters included; `from` is its current state.
 local function move(rec, ik, batch, provider, from, to, name, detail)
   if from ~= to then
-    count(batch, from, -1)
-    count(batch, to, 1)
+    count(batch, from, -1, ik)
+    count(batch, to, 1, ik)
   end
   redis.call('HSET', rec, 'state', to, 'updated_at_ms', NOW)
   if from ~= to and (to == 'created' or to == 'sent' or to == 'rejected') then
