@@ -14,6 +14,7 @@ from typing import Literal, cast
 import httpx2
 
 from sandbox.config import Faults, SandboxConfig
+from sandbox.copies import CopiesSummary, NumberCopies
 
 ProviderName = Literal["maast", "stax"]
 JsonObject = dict[str, object]
@@ -64,6 +65,26 @@ class SandboxClient:
         """Numbers / references created more than once."""
         doc = cast(JsonObject, await self._get(f"/created/{provider}"))
         return cast(list[str], doc["duplicates"])
+
+    async def copies(self, provider: ProviderName) -> dict[str, NumberCopies]:
+        """Per invoice number (Maast) / meta.reference (Stax): created, live, sent."""
+        doc = cast(JsonObject, await self._get(f"/numbers/{provider}"))
+        numbers = cast(dict[str, dict[str, int]], doc["numbers"])
+        return {n: NumberCopies(**counts) for n, counts in numbers.items()}
+
+    async def copies_summary(self, provider: ProviderName) -> CopiesSummary:
+        """Totals, the numbers whose live / sent count is not 1, numbers sent more
+        than once, voided invoices and late commits, at `provider`."""
+        doc = cast(JsonObject, await self._get(f"/numbers/{provider}"))
+        return CopiesSummary(**cast(dict[str, object], doc["summary"]))  # type: ignore[arg-type]
+
+    async def pay(self, provider: ProviderName, invoice_id: str | int) -> JsonObject:
+        """Have the customer pay an invoice in full; the invoice as stored."""
+        return cast(JsonObject, await self._post(f"/invoices/{provider}/{invoice_id}/pay"))
+
+    async def pools(self) -> dict[str, dict[str, int]]:
+        """Per provider with `workers` set: `size`, `busy`, `waiting`, `max_waiting`."""
+        return cast(dict[str, dict[str, int]], (await self.stats())["pools"])
 
     async def fault_events(self) -> list[JsonObject]:
         """The faults that fired, in order."""

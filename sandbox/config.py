@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Target = Literal["create", "send", "lookup"]
-"""Which kind of provider call a fault may hit."""
+Target = Literal["create", "send", "lookup", "void"]
+"""Which kind of provider call a fault may hit (`void`: Maast cancel, Stax delete)."""
 
 Probability = float
 _P = Field(default=0.0, ge=0.0, le=1.0)
@@ -31,8 +31,9 @@ class _Model(BaseModel):
 class FaultSpec(_Model):
     """What can go wrong with one provider's targeted calls.
 
-    The four outcome probabilities (plus `throttle`) are exclusive: one uniform
-    draw per targeted request picks at most one of them, so they must sum to <= 1.
+    The outcome probabilities (`throttle`, the errors, the timeouts, the drop
+    and `late_commit`) are exclusive: one uniform draw per targeted request
+    picks at most one of them, so they must sum to <= 1.
     """
 
     latency_ms: float = Field(default=0.0, ge=0.0)
@@ -48,15 +49,24 @@ class FaultSpec(_Model):
     """Probability of holding the response `hold_s` after storing the invoice."""
     drop_after_commit: Probability = _P
     """Probability of closing the connection without a response after storing."""
+    late_commit: Probability = _P
+    """Probability of holding the request `hold_s` *before* acting on it, then
+    acting (storing, sending, voiding) and answering whoever still listens: a
+    request the provider queued or processed slowly, committed after the
+    client's read timeout gave up on it."""
     burst_429: int = Field(default=0, ge=0)
     """The next `burst_429` targeted requests get 429, whatever the draws say."""
     retry_after_s: int = Field(default=1, ge=0)
     hold_s: float = Field(default=5.0, ge=0.0)
-    """How long a timeout fault holds the response: longer than the client's read timeout."""
+    """How long `timeout_after_commit` holds the response, and `late_commit` the
+    request: longer than the client's read timeout."""
     drop_mode: Literal["close", "head"] = "close"
     """`close`: close the TCP connection before any response byte; `head`: send
     the status line and headers, then close without the body."""
     targets: frozenset[Target] = frozenset({"create"})
+    latency_targets: frozenset[Target] | None = None
+    """Which calls get the latency; `None`: the same as `targets`. Lets a slow
+    provider (every call kind) carry outcome faults on creates only."""
 
     @model_validator(mode="after")
     def _exclusive(self) -> FaultSpec:
@@ -66,10 +76,16 @@ class FaultSpec(_Model):
             + self.error_after_commit
             + self.timeout_after_commit
             + self.drop_after_commit
+            + self.late_commit
         )
         if total > 1.0:
             raise ValueError("fault probabilities must add up to at most 1")
         return self
+
+    @property
+    def slowed(self) -> frozenset[Target]:
+        """The calls that get the latency."""
+        return self.targets if self.latency_targets is None else self.latency_targets
 
     @property
     def inert(self) -> bool:
@@ -132,4 +148,8 @@ class SandboxConfig(_Model):
     window_s: float = Field(default=60.0, gt=0)
     """The rate-limit window of both providers (a minute; shorten for tests)."""
     stax_block_s: float = Field(default=3600.0, ge=0)
+    workers: int | None = Field(default=None, gt=0)
+    """At most this many requests per provider are processed at once; the rest
+    wait in arrival order and are processed even after their client gave up
+    (a threaded server with a small pool). `None`: no bound."""
     faults: Faults = Faults()

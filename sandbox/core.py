@@ -1,8 +1,10 @@
 """The request pipeline shared by both simulated providers.
 
 For every provider request: count it, apply the per-IP limit (Stax; Maast
-only when throttling is on), authenticate, route, draw a fault for targeted
-routes, run the handler, apply after-commit faults, count the outcome and
+only when throttling is on), authenticate, route (the provider's gateway);
+then, in the provider's processing pool when `workers` bounds it, draw a
+fault for targeted routes, wait the latency, run the handler, apply
+after-commit and late-commit faults (the backend); count the outcome and
 feed 4xx answers to the Stax block. Speaks `Request`/`Reply`, never ASGI.
 """
 
@@ -13,12 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sandbox import maast, stax
+from sandbox import copies, maast, stax
 from sandbox.config import Faults, SandboxConfig
 from sandbox.faults import Fault, FaultInjector
 from sandbox.limits import IpLimiter, retry_after_header
+from sandbox.pool import ProcessingPool
 from sandbox.routes import Route, match, segments
-from sandbox.state import Call, SandboxState
+from sandbox.state import Call, Doc, Record, SandboxState
 from sandbox.wire import JSON_HEADERS, Reply, Request, reply
 
 MAAST_PREFIX = "/platform"
@@ -49,12 +52,18 @@ class Sandbox:
         self.state = SandboxState()
         self.config = config
         self.faults = FaultInjector(config.faults)
+        self.pools: dict[str, ProcessingPool[Reply] | None] = {}
         self.configure(config)
 
     def configure(self, config: SandboxConfig) -> None:
-        """Adopt a new configuration; stored invoices are kept, limits restart."""
+        """Adopt a new configuration; stored invoices are kept, limits and pools
+        restart (requests already queued are still processed)."""
         self.config = config
         self.faults.configure(config.faults)
+        for pool in self.pools.values():
+            if pool is not None:
+                pool.close()
+        self.pools = {p: _pool(config.workers) for p in ("maast", "stax")}
         self.limiters = {
             "maast": IpLimiter(
                 limit=config.maast_rate_per_window,
@@ -85,6 +94,24 @@ class Sandbox:
         self.state = SandboxState(generation=self.state.generation + 1)
         self.configure(self.config)
 
+    def copies(self, provider: str) -> dict[str, object]:
+        """Per number: created, live, sent; and the summary tests assert on."""
+        face = _FACES[provider]
+        late = sum(
+            1
+            for e in self.state.fault_events
+            if e["provider"] == provider and e["kind"] == "late_commit" and e["target"] != "lookup"
+        )
+        return copies.report(self.state.store(provider), face.voided, face.sent, late)
+
+    def pay(self, provider: str, invoice_id: str) -> Doc | None:
+        """Mark an invoice paid in full, as its customer would; None if unknown."""
+        record = self.state.store(provider).invoices.get(invoice_id)
+        if record is None:
+            return None
+        _FACES[provider].pay(record, self._clock())
+        return record.doc
+
     async def handle(self, request: Request) -> Reply:
         """The answer to one provider request."""
         provider = provider_of(request.path)
@@ -111,15 +138,24 @@ class Sandbox:
         if found is None:
             return face.not_found()
         route, call.ident = found
+        pool = self.pools[provider]
+        if pool is None:
+            return await self._process(provider, route, call)
+        return await pool.run(lambda: self._process(provider, route, call))
+
+    async def _process(self, provider: str, route: Route, call: Call) -> Reply:
+        # Runs to completion even when the client has gone: uvicorn does not
+        # cancel a request's task on disconnect, and the pool shields its jobs.
         fault = self.faults.draw(provider, route.target) if route.target else None
         if fault is None:
+            call.now_s = self._clock()
             return route.handler(call)
         return await self._faulted(provider, route, call, fault)
 
     async def _faulted(self, provider: str, route: Route, call: Call, fault: Fault) -> Reply:
         if fault.latency_s > 0:
             await asyncio.sleep(fault.latency_s)
-            call.now_s = self._clock()
+        call.now_s = self._clock()
         if fault.kind == "rate_limited":
             self._event(provider, route, call, fault, None)
             header = (b"retry-after", str(fault.spec.retry_after_s).encode())
@@ -127,11 +163,17 @@ class Sandbox:
         if fault.kind == "error_before_commit":
             self._event(provider, route, call, fault, None)
             return reply(500, _SERVER_ERROR[provider])
+        if fault.kind == "late_commit":
+            await asyncio.sleep(fault.spec.hold_s)
+            call.now_s = self._clock()
         answer = route.handler(call)
         landed = answer.committed or (route.target == "lookup" and answer.status < 300)
-        if not fault.after_commit or not landed:
+        if not landed or not (fault.after_commit or fault.late):
             return answer
         self._event(provider, route, call, fault, answer.key)
+        if fault.late:
+            answer.action = "late"  # answered normally: to whoever still listens
+            return answer
         if fault.kind == "error_after_commit":
             return reply(500, _SERVER_ERROR[provider], key=answer.key)
         if fault.kind == "timeout_after_commit":
@@ -174,17 +216,33 @@ class _Face:
     routes: Sequence[Route]
     prefix: str
     not_found: Callable[[], Reply]
+    voided: copies.Rule
+    sent: copies.Rule
+    pay: Callable[[Record, float], None]
 
 
 _FACES = {
-    "maast": _Face(maast.authenticate, maast.ROUTES, MAAST_PREFIX, maast.not_found),
-    "stax": _Face(stax.authenticate, stax.ROUTES, "", _stax_not_found),
+    "maast": _Face(
+        maast.authenticate,
+        maast.ROUTES,
+        MAAST_PREFIX,
+        maast.not_found,
+        maast.voided,
+        maast.sent,
+        maast.pay,
+    ),
+    "stax": _Face(
+        stax.authenticate, stax.ROUTES, "", _stax_not_found, stax.voided, stax.sent, stax.pay
+    ),
 }
 
 
+def _pool(workers: int | None) -> ProcessingPool[Reply] | None:
+    return None if workers is None else ProcessingPool(workers)
+
+
+_LABELS = {"drop": "dropped", "hold": "held", "late": "late"}
+
+
 def _label(answer: Reply) -> str:
-    if answer.action == "drop":
-        return "dropped"
-    if answer.action == "hold":
-        return "held"
-    return str(answer.status)
+    return _LABELS.get(answer.action) or str(answer.status)

@@ -1,9 +1,10 @@
 """Deterministic fault injection: which targeted request gets which fault.
 
 One `random.Random` per provider, seeded from `Faults.seed` and the provider
-name, draws exactly two numbers per targeted request (outcome, jitter), so the
-same seed and the same request sequence give the same faults, whatever the
-other provider does. Deciding only: `app.py` applies the decision.
+name, draws exactly two numbers per targeted or slowed request (outcome,
+jitter), so the same seed and the same request sequence give the same faults,
+whatever the other provider does. Deciding only: `core.py` and `app.py`
+apply the decision.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ FaultKind = Literal[
     "error_after_commit",
     "timeout_after_commit",
     "drop_after_commit",
+    "late_commit",
 ]
 PROVIDERS = ("maast", "stax")
 
@@ -36,6 +38,11 @@ class Fault:
     def after_commit(self) -> bool:
         """The fault fires only once the request has changed state."""
         return self.kind in ("error_after_commit", "timeout_after_commit", "drop_after_commit")
+
+    @property
+    def late(self) -> bool:
+        """The request is held before it is acted on (a late commit)."""
+        return self.kind == "late_commit"
 
 
 class FaultInjector:
@@ -54,11 +61,14 @@ class FaultInjector:
     def draw(self, provider: str, target: Target) -> Fault | None:
         """The fault for the next `target` request at `provider`, if any."""
         spec = self._specs[provider]
-        if spec.inert or target not in spec.targets:
+        targeted, slowed = target in spec.targets, target in spec.slowed
+        if spec.inert or not (targeted or slowed):
             return None
         rng = self._rngs[provider]
         outcome, jitter = rng.random(), rng.random()
-        latency_s = (spec.latency_ms + jitter * spec.latency_jitter_ms) / 1000
+        latency_s = (spec.latency_ms + jitter * spec.latency_jitter_ms) / 1000 if slowed else 0.0
+        if not targeted:
+            return Fault(None, latency_s, spec)
         if self._bursts[provider] > 0:
             self._bursts[provider] -= 1
             return Fault("rate_limited", latency_s, spec)
@@ -72,6 +82,7 @@ def _pick(u: float, spec: FaultSpec) -> FaultKind | None:
         ("error_after_commit", spec.error_after_commit),
         ("timeout_after_commit", spec.timeout_after_commit),
         ("drop_after_commit", spec.drop_after_commit),
+        ("late_commit", spec.late_commit),
     )
     edge = 0.0
     for kind, p in bands:

@@ -1,16 +1,18 @@
 """The inspection and fault API under /_sandbox/ (no auth, never counted in stats).
 
-Read what was created (per provider, with per-key counts and duplicates),
-request rates, status counts and fault events; change faults or the whole
-configuration; reset. JSON is written with `wire.encode`, so amounts keep
-their exact digits (FastAPI's encoder would turn Decimals into floats).
+Read what was created (per provider, with per-key counts and duplicates,
+and per number the live and sent copies), request rates, status counts,
+processing-pool load and fault events; pay an invoice as its customer
+would; change faults or the whole configuration; reset. JSON is written
+with `wire.encode`, so amounts keep their exact digits (FastAPI's encoder
+would turn Decimals into floats).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, HTTPException, Response
 
 from sandbox.config import Faults, SandboxConfig
 from sandbox.core import Sandbox
@@ -48,6 +50,7 @@ def inspection_router(sandbox: Sandbox) -> APIRouter:
                 "providers": {p: s.summary() for p, s in state.stats.items()},
                 "fault_events": state.fault_events,
                 "blocked_ips": sandbox.limiters["stax"].blocked(),
+                "pools": {p: pool.summary() for p, pool in sandbox.pools.items() if pool},
             }
         )
 
@@ -62,6 +65,21 @@ def inspection_router(sandbox: Sandbox) -> APIRouter:
         """Creations per invoice number (Maast) / meta.reference (Stax), and duplicates."""
         store = sandbox.state.store(provider)
         return _json({"counts": dict(store.created_counts), "duplicates": store.duplicates()})
+
+    @router.get("/numbers/{provider}")
+    async def numbers(provider: ProviderName) -> Response:
+        """Per number: invoices created, live (not voided), sent (live and sent);
+        the summary: totals, numbers whose live or sent count is not 1, numbers
+        sent more than once, voided invoices, late commits."""
+        return _json(sandbox.copies(provider))
+
+    @router.post("/invoices/{provider}/{invoice_id}/pay")
+    async def pay(provider: ProviderName, invoice_id: str) -> Response:
+        """The customer pays the invoice in full (status PAID)."""
+        doc = sandbox.pay(provider, invoice_id)
+        if doc is None:
+            raise HTTPException(404, f"no {provider} invoice {invoice_id}")
+        return _json(doc)
 
     @router.get("/recipients/{provider}")
     async def recipients(provider: ProviderName) -> Response:

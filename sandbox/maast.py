@@ -198,7 +198,12 @@ def resend(call: Call) -> Reply:
 
 
 def cancel(call: Call) -> Reply:
-    """DELETE /platform/invoice/{id}/cancel: anything but PAID becomes CANCELED."""
+    """DELETE /platform/invoice/{id}/cancel: anything but PAID becomes CANCELED.
+
+    A CANCELED invoice is locked for good (docs/providers.md): cancelling it
+    again, sending or resending it gives 400 code 2. It stays in listings and
+    lookups with its status.
+    """
     found = _record(call)
     if isinstance(found, Reply):
         return found
@@ -208,6 +213,27 @@ def cancel(call: Call) -> Reply:
         )
     found.update(status="CANCELED")
     return success(found, committed=True)
+
+
+def voided(doc: Doc) -> bool:
+    """Whether the invoice was cancelled."""
+    return doc.get("status") == "CANCELED"
+
+
+def sent(doc: Doc) -> bool:
+    """Whether the invoice reached the customer (sent at least once)."""
+    return doc.get("date_sent") is not None
+
+
+def pay(record: Record, now_s: float) -> None:
+    """The customer pays the invoice in full (the sandbox's stand-in for a payment)."""
+    today = time.strftime("%Y-%m-%d", time.gmtime(now_s))
+    record.update(
+        status="PAID",
+        amt_paid=record.doc.get("amt_tran"),
+        amt_balance=Decimal("0.00"),
+        date_payment=today,
+    )
 
 
 def add_customer(call: Call) -> Reply:
@@ -260,6 +286,6 @@ ROUTES = (
     Route("GET", ("invoice", ID, "detail"), detail, "lookup"),
     Route("POST", ("invoice", ID, "send"), send, "send"),
     Route("POST", ("invoice", ID, "resend"), resend),
-    Route("DELETE", ("invoice", ID, "cancel"), cancel),
+    Route("DELETE", ("invoice", ID, "cancel"), cancel, "void"),
     Route("POST", ("vault", "customer"), add_customer),
 )

@@ -141,15 +141,44 @@ def send(call: Call) -> Reply:
 
 
 def delete(call: Call) -> Reply:
-    """DELETE /invoice/{id}: status DELETED; twice: 422."""
+    """DELETE /invoice/{id}: status DELETED, deleted_at set; twice: 422.
+
+    A deleted invoice stays in listings and lookups with its status; sending
+    it is refused. Deleting a PAID invoice is refused with 422 (not
+    documented; a conservative guess, so clients meet the refusal in tests).
+    """
     record = _record(call)
     if record is None:
         return errors(422, {"id": ["The selected id is invalid."]})
     if record.doc.get("deleted_at") is not None:
         return errors(422, {"deleted_at": ["The invoice is already deleted."]})
+    if record.doc.get("status") == "PAID":
+        return errors(422, {"status": ["A paid invoice cannot be deleted."]})
     now = stax_timestamp(call.now_s)
     record.update(status="DELETED", deleted_at=now, updated_at=now)
-    return Reply(200, record.json(), key=record.key)
+    return Reply(200, record.json(), committed=True, key=record.key)
+
+
+def voided(doc: Doc) -> bool:
+    """Whether the invoice was deleted."""
+    return doc.get("deleted_at") is not None
+
+
+def sent(doc: Doc) -> bool:
+    """Whether the invoice reached the customer (sent at create or later)."""
+    return doc.get("sent_at") is not None
+
+
+def pay(record: Record, now_s: float) -> None:
+    """The customer pays the invoice in full (the sandbox's stand-in for a payment)."""
+    now = stax_timestamp(now_s)
+    record.update(
+        status="PAID",
+        paid_at=now,
+        updated_at=now,
+        balance_due=Decimal(0),
+        total_paid=record.doc.get("total"),
+    )
 
 
 def add_customer(call: Call) -> Reply:
@@ -247,6 +276,6 @@ ROUTES = (
     Route("GET", ("invoice",), browse, "lookup"),
     Route("GET", ("invoice", ID), get, "lookup"),
     *(Route("PUT", ("invoice", ID, "send", *tail), send, "send") for tail in _SEND_PATHS),
-    Route("DELETE", ("invoice", ID), delete),
+    Route("DELETE", ("invoice", ID), delete, "void"),
     Route("POST", ("customer",), add_customer),
 )

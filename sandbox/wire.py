@@ -61,7 +61,8 @@ def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not a number")
 
 
-Action = Literal["send", "hold", "drop"]
+Action = Literal["send", "hold", "drop", "late"]
+"""`late`: answered normally, after a late commit (counted apart in the stats)."""
 
 
 @dataclass(slots=True)
