@@ -24,7 +24,9 @@ from jobs.providers.base import ProviderConfig
 from worker.keys import ARQ_IN_PROGRESS, Keys
 from worker.ledger import HeldEntry, Ledger
 from worker.limits import ProviderLimiter
+from worker.metrics import TimedProvider
 from worker.settings import ProviderSettings, Settings
+from worker.upkeep import Upkeep
 
 log = logging.getLogger("invoicer.worker")
 
@@ -64,6 +66,8 @@ class Runtime:
     providers: dict[Provider, InvoiceProvider]
     limiters: dict[Provider, ProviderLimiter]
     holding: set[HeldEntry] = field(default_factory=set)
+    upkeep: Upkeep | None = None
+    """Heartbeat record, metrics flush, webhooks: once a second (`worker.upkeep`)."""
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -72,16 +76,24 @@ class Runtime:
     ) -> Runtime:
         """Build clients and limiters for `providers` and start the lease loops."""
         keys = Keys(settings.redis_prefix)
+        holding: set[HeldEntry] = set()
+        upkeep = Upkeep(settings, redis, providers, lambda: len(holding))
         runtime = cls(
             settings=settings,
             redis=redis,
             keys=keys,
             ledger=Ledger(redis, keys, lease_s=settings.lease_s),
             providers={
-                p: make_provider(p, provider_config(settings.provider(p))) for p in providers
+                p: TimedProvider(
+                    make_provider(p, provider_config(settings.provider(p))), p, upkeep.metrics
+                )
+                for p in providers
             },
             limiters={p: ProviderLimiter(redis, keys, settings.provider(p)) for p in providers},
+            holding=holding,
+            upkeep=upkeep,
         )
+        upkeep.start()
         runtime._tasks = [
             asyncio.create_task(runtime._every(settings.lease_s / 3, runtime._heartbeat)),
             asyncio.create_task(runtime._every(REAP_INTERVAL_S, runtime._reap)),
@@ -95,6 +107,8 @@ class Runtime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.upkeep is not None:
+            await self.upkeep.close()
         for client in self.providers.values():
             await client.aclose()
 

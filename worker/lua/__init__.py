@@ -26,6 +26,7 @@ from redis.exceptions import NoScriptError
 from jobs.models import Provider
 from worker.arq_job import job_template
 from worker.keys import ARQ_IN_PROGRESS, ARQ_JOB, Keys
+from worker.metrics import ENQUEUE_TO_CREATED_BUCKETS_S
 
 INVOICES_PER_CALL = 50
 """Invoices per call of a bulk script (enqueue, reject): the key environment is
@@ -67,6 +68,8 @@ def script_env(keys: Keys) -> str:
         "arq_job": ARQ_JOB,
         "arq_in_progress": ARQ_IN_PROGRESS,
         "job": job_template(),
+        "metrics": keys.metrics(),
+        "enqueue_buckets": list(ENQUEUE_TO_CREATED_BUCKETS_S),
     }
     return json.dumps(env, separators=(",", ":"))
 

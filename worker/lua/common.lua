@@ -15,6 +15,23 @@ local function key(tpl, arg) return tpl[1] .. arg .. tpl[2] end
 local function ledger_key(ik) return key(E.ledger, ik) end
 local function job_id_of(ik, gen) return E.job_id[1] .. ik .. E.job_id[2] .. gen end
 
+-- Counters for /metrics (worker.metrics), moved in the step that changes the
+-- state they count: exact across every worker, and no extra round trip.
+local function metric(name, provider, reason)
+  redis.call('HINCRBY', E.metrics, 'c|' .. name .. '|' .. provider .. '|' .. (reason or ''), 1)
+end
+
+local function observe(name, provider, seconds, bounds)
+  local b = #bounds
+  for i, bound in ipairs(bounds) do
+    if seconds <= bound then b = i - 1; break end
+  end
+  local h = 'h|' .. name .. '|' .. provider .. '|'
+  redis.call('HINCRBY', E.metrics, h .. b, 1)
+  redis.call('HINCRBY', E.metrics, h .. 'count', 1)
+  redis.call('HINCRBYFLOAT', E.metrics, h .. 'sum', seconds)
+end
+
 -- Counters per batch, over everything, and per provider account (the
 -- invoice key up to its last colon: `maast`, `maast@eu`).
 local function count(batch, state, delta, ik)

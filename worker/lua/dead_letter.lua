@@ -29,4 +29,5 @@ for name, value in pairs(entry) do redis.call('HSET', dl, name, value) end
 dlq_index(ik, entry.reason or '', batch)
 redis.call('HSET', rec, 'dlq', '1', 'error', err)
 move(rec, ik, batch, provider, state, new, 'dead-lettered', entry.reason)
+metric('rejected', provider, entry.reason)
 return {'ok', new}

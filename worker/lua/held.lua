@@ -22,7 +22,10 @@ local function renew()
 end
 local function failed()
   if data ~= '' then redis.call('HSET', rec, 'error', data) end
-  if flag == '1' then redis.call('HINCRBY', rec, 'failures', 1) end
+  if flag == '1' then
+    redis.call('HINCRBY', rec, 'failures', 1)
+    metric('retried', provider, data ~= '' and cjson.decode(data).reason or '')
+  end
 end
 
 if op == 'heartbeat' then
@@ -47,6 +50,8 @@ elseif op == 'created' then
   redis.call('HDEL', rec, 'lookup')
   local new = receipt.sent and 'sent' or 'created'
   to(new, 'created', receipt.provider_id)
+  metric('created', provider)
+  observe('enqueue_to_created', provider, (NOW - tonumber(r[10] or NOW)) / 1000, E.enqueue_buckets)
   if flag == '1' and not needs_job(new, r[6], r[5]) then
     -- Nothing follows (flag: the holder will not send): release in the same
     -- step, saving the holder its separate `release` call.

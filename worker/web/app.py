@@ -22,7 +22,7 @@ from worker.web import dashboard, errors
 from worker.web.context import WebContext
 from worker.web.headers import SecurityHeaders
 from worker.web.roles import Tokens
-from worker.web.routes import batches, dead_letters, health, invoices, providers
+from worker.web.routes import batches, dead_letters, health, invoices, metrics, providers
 from worker.web.session import SessionCodec
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -63,7 +63,7 @@ def create_app(
     app.state.sessions = SessionCodec.of(tokens)
     errors.install(app)
     app.add_middleware(SecurityHeaders)
-    for module in (health, invoices, batches, dead_letters, providers):
+    for module in (health, invoices, batches, dead_letters, providers, metrics):
         app.include_router(module.router)
     if with_dashboard:
         app.include_router(dashboard.router)
