@@ -82,9 +82,7 @@ async def test_metrics_parse_and_count_created_rejected_retried_and_latency(
     assert value("invoicer_invoices", state="created") == 1
     assert value("invoicer_invoices", state="rejected") == 1
     assert value("invoicer_dead_letters") == 1
-    assert (
-        value("invoicer_queue_depth", provider="maast", due="now") == 2
-    )
+    assert value("invoicer_queue_depth", provider="maast", due="now") == 2
     assert value("invoicer_paused", provider="stax", reason="checking") == 1
     assert value("invoicer_paused", provider="maast", reason="") == 0
     assert value("invoicer_workers", status="alive") == 1
