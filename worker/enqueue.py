@@ -119,16 +119,8 @@ def new_batch_id(name: str | None = None) -> str:
     return f"b-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{suffix}"
 
 
-async def create_batch(
-    redis: aioredis.Redis,
-    keys: Keys,
-    *,
-    provider: Provider,
-    account: str,
-    name: str | None,
-    send: bool,
-) -> str:
-    """Register a new batch (name, provider, account, created_at_ms); returns its id."""
+async def create_batch(redis: aioredis.Redis, keys: Keys, intake: Intake, name: str | None) -> str:
+    """Register a new batch (name, provider, account, send, created_at_ms); returns its id."""
     batch_id = new_batch_id(name)
     now_ms = int(time.time() * 1000)
     async with redis.pipeline(transaction=True) as pipe:
@@ -136,10 +128,10 @@ async def create_batch(
             keys.batch(batch_id),
             mapping={
                 "name": name or batch_id,
-                "provider": provider.value,
-                "account": account,
+                "provider": intake.provider.value,
+                "account": intake.account,
                 "created_at_ms": now_ms,
-                "send": int(send),
+                "send": int(intake.send),
             },
         )
         pipe.zadd(keys.batches(), {batch_id: now_ms})
@@ -201,9 +193,7 @@ async def enqueue(
     Returns:
         The batch id and what happened to each record.
     """
-    batch_id = await create_batch(
-        redis, keys, provider=intake.provider, account=intake.account, name=batch, send=intake.send
-    )
+    batch_id = await create_batch(redis, keys, intake, batch)
     report = EnqueueReport(batch_id=batch_id, provider=intake.provider)
     run = _Chunked(Enqueuer(redis, keys), report, intake.account, chunk_size, on_progress)
     try:

@@ -8,10 +8,10 @@ worker processes on all hosts at once, through Redis:
   own clock (`TIME`), so hosts with skewed clocks share one timeline; an
   `aiolimiter.AsyncLimiter` per process sits in front so a process with
   hundreds of waiting jobs does not hammer Redis;
-- pauses: a 429 pauses the account for its Retry-After, a 401/403 pauses it
-  until an operator resumes it (reported once across every process), and a
-  budget of failed (4xx) requests pauses it before Stax's ten-failures-a-minute
-  one-hour IP block.
+- pauses (`worker.pauses`): a 429 pauses the account for its Retry-After, a
+  401/403 pauses it until an operator resumes it (reported once across every
+  process), and a budget of failed (4xx) requests pauses it before Stax's
+  ten-failures-a-minute one-hour IP block.
 
 It never calls a provider, never retries and never touches the ledger: it only
 says "go", "wait" or "stop" (`RateLimited`). Key names come from `worker.keys`.
@@ -20,31 +20,25 @@ says "go", "wait" or "stop" (`RateLimited`). Key names come from `worker.keys`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
 import redis.asyncio as aioredis
 from aiolimiter import AsyncLimiter
 
-from jobs.errors import ConfigurationError, InvoiceError, RateLimited
-from jobs.models import Provider
+from jobs.errors import InvoiceError, RateLimited
 from jobs.ports import Limiter
 from worker.keys import Keys, account_name
 from worker.lua import limit_source
-from worker.replies import text
+from worker.pauses import WINDOW_MS, AccountPauses, PauseState, parse_pause
 from worker.retry_policy import PAUSE_RECHECK_S
 from worker.settings import ProviderSettings
 
 log = logging.getLogger("invoicer.limits")
 
-WINDOW_MS = 60_000
-"""The failure budget's sliding window (Stax counts failures per minute)."""
 SAFETY = 0.02
 """Slots are spaced 2% wider than the limit: the provider's clock and our
 sleeps are not exact, and going over costs a 429 (or an hour's block)."""
@@ -53,34 +47,11 @@ LATE_TOLERANCE_S = 0.01
 LOCAL_PAUSE_CACHE_S = 1.0
 """A seen pause is trusted locally this long, so a paused process does not ask
 Redis for every job; short, so a hand `resume` is noticed within a second."""
-MIN_PAUSE_S = 1.0
-"""A 429 without a usable Retry-After still pauses this long."""
 
 # The scripts live in worker/lua/limit_*.lua (see each file's header for its
 # KEYS, ARGV and reply); all share worker/lua/limit_common.lua.
-_PAUSE_LUA = limit_source("pause")
-_PROBE_LUA = limit_source("probe")
 _RESERVE_LUA = limit_source("reserve")
-_FAILURE_LUA = limit_source("failure")
 _BUDGET_LUA = limit_source("budget")
-
-
-@dataclass(frozen=True)
-class PauseState:
-    """Why a provider account is paused, and until when (Redis server time)."""
-
-    reason: str
-    until_ms: int | None
-    """`None`: until an operator resumes it."""
-    set_at_ms: int | None = None
-    """`None` when the flag was set by hand outside invoicer."""
-    remaining_s: float | None = None
-    """Seconds left when read (Redis's own count); `None` with no end."""
-
-    @property
-    def indefinite(self) -> bool:
-        """True when only `resume` ends this pause."""
-        return self.until_ms is None
 
 
 @dataclass(frozen=True)
@@ -91,83 +62,6 @@ class _Slot:
     wait_s: float
     at_s: float
     """When the slot is (or would have been), in Redis server seconds."""
-
-
-def _pause_from(raw: bytes | str, pttl_ms: int, now_ms: int) -> PauseState:
-    """Parse the pause flag; a plain string (set with redis-cli) is its reason."""
-    reason = text(raw)
-    until_ms = None if pttl_ms < 0 else now_ms + pttl_ms
-    remaining_s = None if pttl_ms < 0 else pttl_ms / 1000
-    try:
-        data = json.loads(reason)
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        return PauseState(reason=reason, until_ms=until_ms, remaining_s=remaining_s)
-    set_at = data.get("set_at_ms")
-    return PauseState(
-        reason=str(data.get("reason", "")),
-        until_ms=until_ms,
-        set_at_ms=int(set_at) if isinstance(set_at, int | float) else None,
-        remaining_s=remaining_s,
-    )
-
-
-async def pause_provider(
-    redis: aioredis.Redis,
-    keys: Keys,
-    provider: Provider,
-    account: str,
-    reason: str,
-    ttl_s: float | None = None,
-) -> bool:
-    """Pause one provider account for every worker (`ttl_s=None`: until resumed).
-
-    Never shortens a longer pause, and an indefinite pause is only ended by
-    `resume_provider`. Returns True if this call took effect (the account was
-    not paused, or its pause was shorter and now lasts longer); False if an
-    equal or longer pause already held (its reason is kept).
-    """
-    ttl_ms = -1 if ttl_s is None else max(1, math.ceil(ttl_s * 1000))
-    script = redis.register_script(_PAUSE_LUA)
-    result = await script(keys=[keys.pause(provider, account)], args=[reason, ttl_ms])
-    return int(result) > 0
-
-
-async def resume_provider(
-    redis: aioredis.Redis, keys: Keys, provider: Provider, account: str
-) -> bool:
-    """End any pause of the account (and re-arm its one-time report).
-
-    Returns True if it was paused. The failure window is kept: the provider
-    still counts those failures.
-    """
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(keys.pause(provider, account))
-        pipe.delete(keys.pause_reported(provider, account))
-        removed, _ = await pipe.execute()
-    return int(removed) == 1
-
-
-async def pause_state(
-    redis: aioredis.Redis, keys: Keys, provider: Provider, account: str
-) -> PauseState | None:
-    """The account's pause, or `None` when requests may flow."""
-    script = redis.register_script(_PROBE_LUA)
-    reply: Sequence[int | bytes | str | None] = await script(keys=[keys.pause(provider, account)])
-    return _probe_reply(reply)
-
-
-def _probe_reply(reply: Sequence[int | bytes | str | None]) -> PauseState | None:
-    raw = reply[2] if len(reply) > 2 else None
-    return pause_from_read(int(reply[0] or 0), int(reply[1] or 0), raw)
-
-
-def pause_from_read(pttl_ms: int, now_ms: int, raw: int | bytes | str | None) -> PauseState | None:
-    """The pause that a read of the flag found (PTTL, Redis time, GET), or `None`."""
-    if pttl_ms == -2 or raw is None or isinstance(raw, int):
-        return None
-    return _pause_from(raw, pttl_ms, now_ms)
 
 
 class ProviderLimiter:
@@ -202,20 +96,19 @@ class ProviderLimiter:
         self._interval_us = round(60e6 * (1 + SAFETY) / rate) if rate else 0
         # aiolimiter needs max_rate >= 1 to grant one; keep the same rate.
         self._local = AsyncLimiter(max(1.0, rate), 60 * max(1.0, rate) / rate) if rate else None
+        self._pauses = AccountPauses(redis, keys, settings)
         self._reserve_script = redis.register_script(_RESERVE_LUA)
-        self._probe_script = redis.register_script(_PROBE_LUA)
-        self._failure_script = redis.register_script(_FAILURE_LUA)
         self._budget_script = redis.register_script(_BUDGET_LUA)
         self._seen_pause: tuple[float, str, float | None] | None = None
 
     @property
     def pause_key(self) -> str:
         """The Redis key of this account's pause flag."""
-        return self._keys.pause(self._settings.provider, self._settings.account)
+        return self._pauses.key
 
     @property
     def _pause_key(self) -> str:
-        return self.pause_key
+        return self._pauses.key
 
     @property
     def probes_pause(self) -> bool:
@@ -263,7 +156,7 @@ class ProviderLimiter:
                 return
 
     async def _check_pause(self) -> None:
-        paused = _probe_reply(await self._probe_script(keys=[self._pause_key]))
+        paused = await self._pauses.state()
         if paused is not None:
             self._raise_paused(paused)
 
@@ -290,7 +183,7 @@ class ProviderLimiter:
         args = [self._interval_us, round(limit_s * 1e6)]
         status, value, extra, *now_ms = await self._reserve_script(keys=keys, args=args)
         if int(status) < 0:
-            self._raise_paused(_pause_from(extra, int(value), int(now_ms[0])))
+            self._raise_paused(parse_pause(extra, int(value), int(now_ms[0])))
         slot = _Slot(granted=int(status) == 1, wait_s=int(value) / 1e6, at_s=int(extra) / 1e6)
         if not slot.granted:
             raise RateLimited(
@@ -324,71 +217,22 @@ class ProviderLimiter:
         raise RateLimited(message, retry_after_s=retry_after_s)
 
     async def record(self, error: InvoiceError | None) -> None:
-        """Learn from how a request ended.
-
-        A 429 pauses the account for its Retry-After; a `ConfigurationError`
-        (401/403) pauses it until resumed and is logged at ERROR once across
-        every process; every 4xx answer (429 and 401/403 included: the
-        provider may count them) spends the failure budget, which pauses the
-        account when spent. Successes and 5xx answers change nothing.
-        """
-        if error is None:
-            return
-        if isinstance(error, ConfigurationError):
-            await self._pause_for_configuration(error)
-        if isinstance(error, RateLimited) and error.status == 429:
-            ttl_s = max(MIN_PAUSE_S, error.retry_after_s)
-            if await self.pause(f"429 from provider, Retry-After {ttl_s:g}s", ttl_s=ttl_s):
-                log.warning("%s paused for %.1fs: 429 from the provider", self._who, ttl_s)
-        if error.status is not None and 400 <= error.status < 500:
-            await self._count_failure()
-
-    async def _pause_for_configuration(self, error: ConfigurationError) -> None:
-        status = str(error.status) if error.status is not None else "configuration"
-        reason = f"{status}: {error.message}"
-        await self.pause(reason, ttl_s=None)
-        reported_key = self._keys.pause_reported(self._settings.provider, self._settings.account)
-        # SET NX: exactly one process (the first) reports; `resume` re-arms it.
-        if await self._redis.set(reported_key, reason, nx=True):
-            log.error(
-                "%s paused until resumed by hand: %s (fix the API key, then run "
-                "`invoicer resume %s`); its invoices stay queued",
-                self._who,
-                reason,
-                self._settings.provider.value,
-            )
-
-    async def _count_failure(self) -> None:
-        limit = self._settings.failed_per_minute or 0
-        keys = [
-            self._keys.failures(self._settings.provider, self._settings.account),
-            self._pause_key,
-        ]
-        reason = f"failure budget spent: {limit} failed (4xx) requests within 60s"
-        args: list[int | str] = [limit, WINDOW_MS, uuid.uuid4().hex, reason]
-        count, paused, ttl_ms = await self._failure_script(keys=keys, args=args)
-        if int(paused) > 0:
-            log.warning(
-                "%s paused for %.1fs: %d failed requests in the last minute",
-                self._who,
-                int(ttl_ms) / 1000,
-                int(count),
-            )
+        """Learn from how a request ended (`worker.pauses.AccountPauses.learn`)."""
+        if error is not None:
+            await self._pauses.learn(error)
 
     async def pause(self, reason: str, *, ttl_s: float | None) -> bool:
-        """Pause this account for every worker; see `pause_provider`."""
-        provider, account = self._settings.provider, self._settings.account
-        return await pause_provider(self._redis, self._keys, provider, account, reason, ttl_s)
+        """Pause this account for every worker; see `worker.pauses.pause_provider`."""
+        return await self._pauses.pause(reason, ttl_s=ttl_s)
 
     async def resume(self) -> bool:
-        """End this account's pause; see `resume_provider`."""
+        """End this account's pause; see `worker.pauses.resume_provider`."""
         self._seen_pause = None
-        provider, account = self._settings.provider, self._settings.account
-        return await resume_provider(self._redis, self._keys, provider, account)
+        return await self._pauses.resume()
 
     async def pause_state(self) -> PauseState | None:
         """This account's pause, or `None`."""
-        return _probe_reply(await self._probe_script(keys=[self._pause_key]))
+        return await self._pauses.state()
 
     async def budget(self) -> dict[str, float | int | None]:
         """The limiter's numbers for `status` and the dashboard (Redis time).

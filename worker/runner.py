@@ -41,8 +41,8 @@ from jobs.errors import (
     TransientError,
 )
 from jobs.models import Invoice, Provider
+from worker.held import HeldEntry, LeaseLost
 from worker.keys import InvoiceKey
-from worker.ledger import HeldEntry, LeaseLost
 from worker.observability import scrub
 from worker.retry_policy import Attempt, Defer, counts_as_failure, decide
 from worker.runtime import Runtime

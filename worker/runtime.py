@@ -21,8 +21,9 @@ from jobs.models import Provider
 from jobs.ports import InvoiceProvider
 from jobs.providers import make_provider
 from jobs.providers.base import ProviderConfig
+from worker.held import HeldEntry
 from worker.keys import ARQ_IN_PROGRESS, Keys
-from worker.ledger import HeldEntry, Ledger
+from worker.ledger import Ledger
 from worker.limits import ProviderLimiter
 from worker.metrics import TimedProvider
 from worker.settings import ProviderSettings, Settings

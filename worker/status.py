@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from jobs.models import Provider
 from worker.keys import Keys, account_name
 from worker.ledger import State
-from worker.limits import pause_state
+from worker.pauses import pause_state
 from worker.replies import decoded
 
 RATE_WINDOW_S = 60

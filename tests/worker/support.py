@@ -21,9 +21,15 @@ from worker.enqueue import EnqueueReport
 from worker.enqueue import enqueue as enqueue_taken
 from worker.intake import Intake, Taken, prepared, prepared_async
 from worker.keys import Keys
-from worker.settings import Settings, load_settings
+from worker.limits import ProviderLimiter
+from worker.settings import ProviderSettings, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+LIMITER_KEYS = Keys("test:")
+"""The prefix of the limiter and pause tests."""
+
+LimiterFactory = Callable[..., ProviderLimiter]
+"""The `make_limiter` fixture (tests/worker/conftest.py)."""
 
 
 def worker_env(redis_url: str, sandbox_url: str, **extra: str) -> dict[str, str]:
@@ -118,3 +124,25 @@ async def enqueue_records(
     return await enqueue_taken(
         redis, keys, items, intake, batch=batch, chunk_size=chunk_size, on_progress=on_progress
     )
+
+
+def limiter_settings(
+    rate_per_minute: float | None = 600, failed_per_minute: int | None = 8
+) -> ProviderSettings:
+    """A Stax account with these limits (its base URL is never called)."""
+    return ProviderSettings(
+        provider=Provider.STAX,
+        base_url="http://127.0.0.1:1",
+        rate_per_minute=rate_per_minute,
+        failed_per_minute=failed_per_minute,
+    )
+
+
+class FakeClock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now_s = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now_s

@@ -36,7 +36,8 @@ from worker.dead_letter import DeadLetter
 from worker.dlq import DeadLetters
 from worker.keys import Keys, invoice_key
 from worker.ledger import Ledger, LedgerRecord, State
-from worker.limits import PauseState, ProviderLimiter, pause_provider, pause_state
+from worker.limits import ProviderLimiter
+from worker.pauses import PauseState, pause_provider, pause_state
 from worker.retry_policy import PAUSE_RECHECK_S
 from worker.runner import JobResult, create_invoice_job
 from worker.runtime import Runtime

@@ -18,9 +18,10 @@ from jobs.models import Customer, Invoice, InvoiceReceipt, LineItem, Provider
 from jobs.sources import Record
 from tests.worker.support import enqueue_records
 from worker.cli import status as status_cli
+from worker.held import HeldEntry
 from worker.keys import Keys, invoice_key
-from worker.ledger import HeldEntry, Ledger, State
-from worker.limits import pause_provider
+from worker.ledger import Ledger, State
+from worker.pauses import pause_provider
 from worker.settings import load_settings
 from worker.status import StatusSnapshot, UnknownBatch, read_status
 

@@ -9,7 +9,7 @@ import typer
 from jobs.models import Provider
 from worker import embedded
 from worker.cli import common
-from worker.limits import pause_provider, resume_provider
+from worker.pauses import pause_provider, resume_provider
 
 
 def register(app: typer.Typer) -> None:

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 KEYS = Keys()
 BAD_KEY = "not-the-maast-key-5150"
 REPORTED = "paused until resumed by hand"
-"""The ERROR line of worker/limits.py, logged by the first process to see the 401."""
+"""The ERROR line of worker/pauses.py, logged by the first process to see the 401."""
 
 
 async def invoke(redis_url: str, *args: str) -> Result:
