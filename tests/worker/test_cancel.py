@@ -15,8 +15,9 @@ from jobs.models import InvoiceReceipt, Provider
 from worker import api
 from worker.cancel import cancel_batch
 from worker.cli import app
+from worker.held import HeldEntry, LeaseLost
 from worker.keys import ARQ_JOB, Keys
-from worker.ledger import HeldEntry, LeaseLost, Ledger, State
+from worker.ledger import Ledger, State
 from worker.report import write_report
 from worker.settings import Settings, load_settings
 from worker.status import UnknownBatch, read_status

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.models import Provider
 from worker.fleet import read_workers
-from worker.limits import pause_provider, resume_provider
+from worker.pauses import pause_provider, resume_provider
 from worker.status import read_status
 from worker.web.auth import ADMIN, READER
 from worker.web.context import Context
