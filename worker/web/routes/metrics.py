@@ -26,8 +26,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from jobs.models import Provider
 from worker.fleet import read_workers
-from worker.limits import SAFETY, WINDOW_MS, pause_state
+from worker.limits import SAFETY
 from worker.metrics import CALL_BUCKETS_S, COUNTERS, ENQUEUE_TO_CREATED_BUCKETS_S
+from worker.pauses import WINDOW_MS, pause_state
 from worker.replies import decoded, text
 from worker.web.auth import READER
 from worker.web.context import Context, WebContext
