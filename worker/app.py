@@ -35,7 +35,7 @@ from worker.arq_job import JOB_FUNCTION, MAX_TRIES, deserialize_job, serialize_j
 from worker.arq_worker import BatchStartWorker
 from worker.embedded import with_redis
 from worker.keys import Keys
-from worker.observability import setup_sentry
+from worker.observability import job_reporting, setup_sentry
 from worker.runner import create_invoice_job
 from worker.runtime import Runtime, in_progress_s
 from worker.settings import Settings, load_settings
@@ -54,7 +54,7 @@ def worker_options(settings: Settings, provider: Provider) -> dict[str, Any]:
     return {
         "functions": [
             func(
-                create_invoice_job,
+                job_reporting(JOB_FUNCTION, create_invoice_job),
                 name=JOB_FUNCTION,
                 max_tries=MAX_TRIES,
                 timeout=job_timeout_s(settings),

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 from pydantic import SecretStr
 
@@ -25,6 +26,7 @@ _PATTERNS = (
     re.compile(r"(rediss?://[^:/@\s]*:)[^@\s]+(@)"),
 )
 MASK = "***"
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
 def scrub(text: str) -> str:
@@ -61,27 +63,71 @@ def setup_logging(level: int = logging.INFO, fmt: LogFormat = "text") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+_PERSONAL_KEYS = re.compile(
+    r"(?i)^(e-?mail|street|address(_?line)?_?\d?|line_?[12]|city|zip|postal_?code|phone"
+    r"|first_?name|last_?name|api_?key|authorization|cookie|token|password|secret|dsn)$"
+)
+"""Keys whose values never leave for Sentry, whatever they hold."""
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+_ADDRESS_FIELD = re.compile(
+    r"(?i)([\"']?(?:street|address(?:_?line)?_?\d?|line_?[12])[\"']?\s*[:=]\s*[\"'])[^\"']*"
+)
+FILTERED = "[Filtered]"
+
+
+def scrub_personal(text: str) -> str:
+    """`scrub(text)`, and e-mail addresses and street-address fields masked too."""
+    text = _EMAIL.sub("[email]", scrub(text))
+    return _ADDRESS_FIELD.sub(lambda m: m.group(1) + FILTERED, text)
+
+
 def _scrub_event(event: Any, _hint: Any) -> Any:
-    """Sentry `before_send`: scrub every string in the event, recursively."""
+    """Sentry `before_send`: credentials, e-mail and street addresses out of every string,
+    and the values of personal or secret keys (`email`, `street`, `api_key`...) dropped."""
     if isinstance(event, str):
-        return scrub(event)
+        return scrub_personal(event)
     if isinstance(event, dict):
-        return {k: _scrub_event(v, None) for k, v in event.items()}
-    if isinstance(event, list):
+        return {
+            k: FILTERED if isinstance(k, str) and _PERSONAL_KEYS.match(k) else _scrub_event(v, None)
+            for k, v in event.items()
+        }
+    if isinstance(event, list | tuple):
         return [_scrub_event(v, None) for v in event]
     return event
 
 
 def setup_sentry(dsn: SecretStr | None) -> bool:
-    """Start Sentry (with its arq integration) when a DSN is configured."""
+    """Start Sentry (with its arq integration) when a DSN is configured.
+
+    The arq integration reports a job's exception only for functions wrapped
+    when the worker is built by arq's `create_worker`; ours are built
+    otherwise (`invoicer worker` makes its `Worker`s directly, and arq's CLI
+    calls `setup_sentry` only at start-up, after the worker exists), so
+    `worker.app` wraps the job function itself with `job_reporting`.
+    Business outcomes (rejections, retries) are returned or raised as arq's
+    `Retry`, never as errors: only bugs reach Sentry.
+    """
     if dsn is None:
         return False
     import sentry_sdk
+    from sentry_sdk.integrations.arq import ArqIntegration
 
     sentry_sdk.init(
         dsn=dsn.get_secret_value(),
         send_default_pii=False,
         before_send=_scrub_event,
         traces_sample_rate=0.0,
+        integrations=[ArqIntegration()],
     )
     return True
+
+
+def job_reporting(name: str, coroutine: F) -> F:
+    """`coroutine` wrapped as sentry-sdk's arq integration wraps job functions.
+
+    Reports what it raises (not arq's `Retry`) with the job's id and try, when
+    Sentry is set up (it checks at each call); a plain call otherwise.
+    """
+    from sentry_sdk.integrations.arq import _wrap_coroutine  # the integration's own
+
+    return cast(F, _wrap_coroutine(name, cast(Any, coroutine)))

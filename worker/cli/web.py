@@ -38,6 +38,9 @@ def web(
     if refusal is not None:
         common.fail(refusal)
     s = common.with_redis_url(s)
+    from worker.observability import setup_sentry
+
+    setup_sentry(s.sentry_dsn)  # its FastAPI integration reports the 500s
     common.err.print(f"invoicer web on http://{_url_host(host)}:{port}/ (API docs at /docs)")
     common.run(_serve(s, host, port))
 
