@@ -28,7 +28,7 @@ from worker.settings import load_settings
 class Broken:
     def __getattr__(self, name):
         raise RuntimeError(
-            "bug! Authorization: Bearer %(key)s api_key=%(key)s for ada@example.com "
+            "bug! Authorization: Bearer SECRET_KEY api_key=SECRET_KEY for ada@example.com "
             "at {'street': '1 Main Street'}"
         )
 
@@ -51,7 +51,7 @@ async def main():
     sentry_sdk.flush(timeout=10)
 
 asyncio.run(main())
-""" % {"key": SECRET_KEY}
+""".replace("SECRET_KEY", SECRET_KEY)
 
 
 @pytest.fixture
