@@ -63,7 +63,7 @@ async def _create(
     await limiter.acquire()
     await ledger.mark_sending()
     try:
-        receipt = await _call(limiter, provider.create(invoice))
+        receipt = await _call(limiter, provider.create(invoice, send_now=invoice.send))
     except InvoiceConflict:
         # The provider already holds this number (Maast can be set to refuse
         # duplicates). If it is ours, an earlier attempt landed: adopt it.

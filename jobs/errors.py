@@ -11,7 +11,11 @@ InvoiceError
     InvoiceRejected       provider 400/422 (Maast code 2): status, code, field errors
     InvoiceConflict       same number already used with different content
   ConfigurationError    an operator must act: missing or bad key (401/403)
+  CannotVoid            a copy the provider will not void (paid): an operator must look
 ```
+
+`CannotVoid` is not a `PermanentError`: those prove the provider did not
+create the invoice, and a copy that cannot be voided exists.
 
 Provider modules raise these and nothing else: httpx errors and HTTP
 statuses are translated once, at the provider boundary. Messages never carry
@@ -123,6 +127,29 @@ class InvoiceConflict(PermanentError):
     """The invoice number is already used with different content."""
 
     reason = "conflict"
+
+
+class CannotVoid(InvoiceError):
+    """The provider will not void this copy (it was paid): an operator must look.
+
+    Raised by `InvoiceProvider.void`; an invoice that is already voided is not
+    this error (voiding it again succeeds).
+    """
+
+    reason = "cannot_void"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        invoice_status: str,
+        status: int | None = None,
+        code: str | None = None,
+        field_errors: tuple[FieldError, ...] = (),
+    ) -> None:
+        super().__init__(message, status=status, code=code, field_errors=field_errors)
+        self.invoice_status = invoice_status
+        """The copy's status at the provider (e.g. PAID)."""
 
 
 class ConfigurationError(InvoiceError):

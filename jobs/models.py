@@ -10,6 +10,7 @@ provider body maps back to exactly that body. Money is `Decimal` end to end;
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -243,14 +244,33 @@ def fingerprint_of(invoice_json: str | bytes) -> str:
 
 
 class InvoiceReceipt(_Model):
-    """The proof that a provider created (and perhaps sent) an invoice."""
+    """The proof that a provider created (and perhaps sent, or voided) an invoice.
+
+    Stored as JSON in the ledger: a field added later must have a default,
+    so receipts written before it still parse.
+    """
 
     provider: Provider
     provider_id: Text
     invoice_number: Text
     status: str
-    """The provider's own status word (Maast SAVED/OUTSTANDING, Stax DRAFT/SENT...)."""
+    """The provider's own status word (Maast SAVED/OUTSTANDING/CANCELED, Stax DRAFT/SENT/
+    DELETED...)."""
     link: str | None = None
     """Where the customer pays, when the provider has one yet."""
     total: Amount | None = None
     sent: bool = False
+    """The customer was sent this invoice (it stays true after a void)."""
+    voided: bool = False
+    """Cancelled (Maast CANCELED) or deleted (Stax DELETED): not a live invoice."""
+
+
+def keeper_of(copies: Sequence[InvoiceReceipt]) -> InvoiceReceipt | None:
+    """The copy a lookup adopts among `copies` (oldest first): the oldest live
+    copy that was sent, else the oldest live copy; `None` when none is live.
+
+    A voided copy is never adopted: it can no longer be paid. A sent copy
+    wins because it is the one the customer holds.
+    """
+    live = [c for c in copies if not c.voided]
+    return next((c for c in live if c.sent), live[0] if live else None)

@@ -39,18 +39,32 @@ class InvoiceProvider(Protocol):
     def prepare_create(self, invoice: Invoice) -> PreparedRequest:
         """The exact create request, with the API key redacted."""
 
-    async def create(self, invoice: Invoice) -> InvoiceReceipt:
-        """Create the invoice (a draft unless the provider sends on create).
+    async def create(self, invoice: Invoice, *, send_now: bool) -> InvoiceReceipt:
+        """Create the invoice: a draft, or sent at once when `send_now` and the
+        provider can send on create (Stax `send_now`; Maast always drafts).
 
-        Does not validate: callers go through `jobs.create_invoice`, which
-        calls `validate` once first.
+        The caller decides `send_now`: only a first attempt whose outcome
+        cannot be doubted may send on create (docs/providers.md). Does not
+        validate: callers go through `jobs.create_invoice`, which calls
+        `validate` once first.
 
         Raises:
             InvoiceError: translated from the provider's answer or the transport.
         """
 
+    async def find_all(self, invoice: Invoice) -> list[InvoiceReceipt]:
+        """Every copy the provider holds with our invoice number, oldest first,
+        live and voided, each with its status and `sent` / `voided` flags.
+
+        Raises:
+            InvoiceError: when the provider cannot say, or could not list every
+                copy (so the caller must not guess).
+        """
+
     async def find(self, invoice: Invoice) -> InvoiceReceipt | None:
-        """Look up an invoice by our invoice number; `None` if the provider has none.
+        """The live copy a lookup adopts (`jobs.models.keeper_of` over `find_all`),
+        or `None` when the provider holds no live copy. Voided copies are never
+        returned.
 
         Raises:
             InvoiceError: when the provider cannot say (so the caller must not guess).
@@ -58,6 +72,16 @@ class InvoiceProvider(Protocol):
 
     async def send(self, receipt: InvoiceReceipt, invoice: Invoice) -> InvoiceReceipt:
         """Send a created draft to the customer; returns the updated receipt."""
+
+    async def void(self, receipt: InvoiceReceipt) -> InvoiceReceipt:
+        """Void one copy (Maast cancel -> CANCELED, Stax delete -> DELETED);
+        returns it with `voided` set. A copy that is already voided counts as
+        voided (no error).
+
+        Raises:
+            CannotVoid: the provider will not void it (it was paid).
+            InvoiceError: any other failure, translated once.
+        """
 
     async def aclose(self) -> None:
         """Close the shared HTTP client."""

@@ -17,16 +17,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from jobs.errors import (
+    CannotVoid,
     InvoiceConflict,
     InvoiceError,
     InvoiceInvalid,
     OutcomeUnknown,
     RateLimited,
 )
-from jobs.models import Invoice, InvoiceReceipt, Provider
+from jobs.models import Invoice, InvoiceReceipt, Provider, keeper_of
 from jobs.ports import Claim, PreparedRequest
 
-CallKind = Literal["create", "find", "send"]
+CallKind = Literal["create", "find", "find_all", "send", "void"]
 
 
 class Journal(list[str]):
@@ -60,8 +61,9 @@ class FakeProvider:
 
     Each call takes the next scripted outcome of its kind (`script`), else of
     any kind (`script_any`), else behaves normally. Created invoices are kept
-    per number (duplicates included, unless `refuse_duplicates`), so a test
-    can count how many a provider really holds.
+    per number (duplicates included, unless `refuse_duplicates`), voided
+    ones too (marked `voided`), so a test can count how many a provider
+    really holds. A Stax fake honours `send_now`; a Maast fake always drafts.
 
     Args:
         provider: which provider this fake stands for.
@@ -83,6 +85,10 @@ class FakeProvider:
         """How many send requests took effect, per invoice number."""
         self.invalid: InvoiceInvalid | None = None
         """Raised by `validate` when set."""
+        self.send_now: list[bool] = []
+        """The `send_now` of every create call, in order."""
+        self.paid: set[str] = set()
+        """Provider ids that are paid: `void` refuses them with `CannotVoid`."""
         self._scripts: dict[str, deque[Outcome]] = {}
         self._next_id = 0
 
@@ -106,6 +112,10 @@ class FakeProvider:
         """How many invoices the provider holds under `number`."""
         return len(self.held.get(number, []))
 
+    def live(self, number: str) -> int:
+        """How many of them are not voided."""
+        return sum(1 for r in self.held.get(number, []) if not r.voided)
+
     def calls_of(self, kind: str) -> int:
         """How many calls of `kind` were made."""
         return sum(1 for k, _ in self.calls if k == kind)
@@ -122,28 +132,32 @@ class FakeProvider:
         """A fake request (the key redacted, as real providers do)."""
         return PreparedRequest("POST", "https://provider.test/invoice", {"Authorization": "***"})
 
-    async def create(self, invoice: Invoice) -> InvoiceReceipt:
+    async def create(self, invoice: Invoice, *, send_now: bool = False) -> InvoiceReceipt:
         """Create (or fail as scripted); duplicates are created unless refused."""
+        self.send_now.append(send_now)
         outcome = self._next("create", invoice.number)
         if isinstance(outcome, InvoiceError):
             raise outcome
         if self.refuse_duplicates and self.count(invoice.number):
             raise InvoiceConflict(f"invoice {invoice.number} already exists", status=409)
         receipt = self._new_receipt(invoice)
+        if send_now and self.provider is Provider.STAX:
+            receipt = receipt.model_copy(update={"sent": True, "status": "SENT"})
+            self.sends[invoice.number] = self.sends.get(invoice.number, 0) + 1
         self.hold(receipt)
         if isinstance(outcome, Landed):
             raise outcome.error
         return receipt
 
+    async def find_all(self, invoice: Invoice) -> list[InvoiceReceipt]:
+        """Every copy held under the number, voided ones too, oldest first."""
+        self._lookup("find_all", invoice.number)
+        return list(self.held.get(invoice.number, []))
+
     async def find(self, invoice: Invoice) -> InvoiceReceipt | None:
-        """The latest invoice held under the number, or `None` (or fail as scripted)."""
-        outcome = self._next("find", invoice.number)
-        if isinstance(outcome, Landed):
-            raise outcome.error  # a lookup changes nothing: landing is moot
-        if isinstance(outcome, InvoiceError):
-            raise outcome
-        held = self.held.get(invoice.number)
-        return held[-1] if held else None
+        """The live copy a lookup adopts (`keeper_of`), or `None` (or fail as scripted)."""
+        self._lookup("find", invoice.number)
+        return keeper_of(self.held.get(invoice.number, []))
 
     async def send(self, receipt: InvoiceReceipt, invoice: Invoice) -> InvoiceReceipt:
         """Mark the held invoice sent (or fail as scripted)."""
@@ -151,12 +165,25 @@ class FakeProvider:
         if isinstance(outcome, InvoiceError):
             raise outcome
         sent = receipt.model_copy(update={"sent": True, "status": "SENT"})
-        held = self.held.get(invoice.number, [])
-        self.held[invoice.number] = [sent if r.provider_id == sent.provider_id else r for r in held]
+        self._replace(sent)
         self.sends[invoice.number] = self.sends.get(invoice.number, 0) + 1
         if isinstance(outcome, Landed):
             raise outcome.error
         return sent
+
+    async def void(self, receipt: InvoiceReceipt) -> InvoiceReceipt:
+        """Void the held copy (or fail as scripted); a paid one raises `CannotVoid`."""
+        outcome = self._next("void", receipt.invoice_number)
+        if isinstance(outcome, InvoiceError):
+            raise outcome
+        if receipt.provider_id in self.paid:
+            raise CannotVoid(f"{receipt.provider_id} is paid", invoice_status="PAID")
+        status = "CANCELED" if self.provider is Provider.MAAST else "DELETED"
+        voided = receipt.model_copy(update={"voided": True, "status": status})
+        self._replace(voided)
+        if isinstance(outcome, Landed):
+            raise outcome.error
+        return voided
 
     async def aclose(self) -> None:
         """Nothing to close."""
@@ -166,6 +193,19 @@ class FakeProvider:
     def _log(self, kind: str, number: str) -> None:
         self.calls.append((kind, number))
         self.journal.append(f"provider.{kind}")
+
+    def _lookup(self, kind: CallKind, number: str) -> None:
+        outcome = self._next(kind, number)
+        if isinstance(outcome, Landed):
+            raise outcome.error  # a lookup changes nothing: landing is moot
+        if isinstance(outcome, InvoiceError):
+            raise outcome
+
+    def _replace(self, receipt: InvoiceReceipt) -> None:
+        held = self.held.get(receipt.invoice_number, [])
+        self.held[receipt.invoice_number] = [
+            receipt if r.provider_id == receipt.provider_id else r for r in held
+        ]
 
     def _next(self, kind: CallKind, number: str) -> Outcome:
         self._log(kind, number)

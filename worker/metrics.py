@@ -62,7 +62,7 @@ class MetricsBuffer:
         self._sums: defaultdict[str, float] = defaultdict(float)
 
     def observe_call(self, provider: Provider, op: str, outcome: str, seconds: float) -> None:
-        """One provider call of `op` (create, find, send) that ended with `outcome`."""
+        """One provider call of `op` (create, find, find_all, send, void) and its `outcome`."""
         labels = f"h|call|{provider.value}|{op}|{outcome}"
         self._counts[f"{labels}|{bucket_of(seconds, CALL_BUCKETS_S)}"] += 1
         self._counts[f"{labels}|count"] += 1
@@ -102,14 +102,20 @@ class TimedProvider:
     def prepare_create(self, invoice: Invoice) -> PreparedRequest:
         return self.inner.prepare_create(invoice)
 
-    async def create(self, invoice: Invoice) -> InvoiceReceipt:
-        return await self._timed("create", self.inner.create(invoice))
+    async def create(self, invoice: Invoice, *, send_now: bool) -> InvoiceReceipt:
+        return await self._timed("create", self.inner.create(invoice, send_now=send_now))
+
+    async def find_all(self, invoice: Invoice) -> list[InvoiceReceipt]:
+        return await self._timed("find_all", self.inner.find_all(invoice))
 
     async def find(self, invoice: Invoice) -> InvoiceReceipt | None:
         return await self._timed("find", self.inner.find(invoice))
 
     async def send(self, receipt: InvoiceReceipt, invoice: Invoice) -> InvoiceReceipt:
         return await self._timed("send", self.inner.send(receipt, invoice))
+
+    async def void(self, receipt: InvoiceReceipt) -> InvoiceReceipt:
+        return await self._timed("void", self.inner.void(receipt))
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -35,7 +35,7 @@ from jobs.errors import (
 DEFAULT_RETRY_AFTER_S = 60.0
 """Wait this long after a 429 that names no delay."""
 
-Operation = Literal["create", "find", "detail", "send"]
+Operation = Literal["create", "find", "detail", "send", "void"]
 """What a request was for: a 404 means a wrong base URL for some, an unknown id for others."""
 
 

@@ -10,6 +10,7 @@ touches Redis: retry policy is the worker's.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,10 +19,12 @@ import httpx2 as httpx
 from httpx_aiohttp.httpx2 import AiohttpTransport
 
 from jobs.errors import FieldError, InvoiceError
-from jobs.models import Invoice, InvoiceReceipt
+from jobs.models import Invoice, InvoiceReceipt, keeper_of
 from jobs.ports import PreparedRequest
 from jobs.providers.answers import Operation, map_transport_errors, refuse_problems
 from jobs.providers.json_body import body_of, dumps
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, repr=False)
@@ -78,6 +81,18 @@ def _limits(config: ProviderConfig) -> httpx.Limits:
     )
 
 
+def with_answer(receipt: InvoiceReceipt, answer: InvoiceReceipt) -> InvoiceReceipt:
+    """`receipt` with the status and flags of the same invoice in a later answer;
+    a copy once sent stays sent (a void does not unsend it)."""
+    return receipt.model_copy(
+        update={
+            "status": answer.status,
+            "voided": answer.voided,
+            "sent": receipt.sent or answer.sent,
+        }
+    )
+
+
 # --- the client base ---------------------------------------------------------
 
 
@@ -85,7 +100,8 @@ class HttpProvider(ABC):
     """Owns one shared HTTP client and sends requests through the error mapper.
 
     Subclasses supply the authentication, the local checks, the create body
-    and the create / find / send calls of `jobs.ports.InvoiceProvider`.
+    and the create / find_all / send / void calls of
+    `jobs.ports.InvoiceProvider`; `find` is built here on `find_all`.
 
     Requests go straight to the client's transport: the client's own layers
     (auth and redirect flows, cookies, event hooks, URL and header merging)
@@ -219,16 +235,40 @@ class HttpProvider(ABC):
         return payload
 
     @abstractmethod
-    async def create(self, invoice: Invoice) -> InvoiceReceipt:
-        """Create the invoice; `jobs.create_invoice` has validated it first."""
+    async def create(self, invoice: Invoice, *, send_now: bool) -> InvoiceReceipt:
+        """Create the invoice (sent at once only when `send_now` and the provider
+        can); `jobs.create_invoice` has validated it first."""
 
     @abstractmethod
+    async def find_all(self, invoice: Invoice) -> list[InvoiceReceipt]:
+        """Every copy holding our number, live and voided, oldest first."""
+
     async def find(self, invoice: Invoice) -> InvoiceReceipt | None:
-        """The invoice holding our number, or `None` when the provider has none."""
+        """The live copy a lookup adopts (`keeper_of`), or `None` when none is live.
+
+        Raises:
+            InvoiceError: the provider could not list every copy.
+        """
+        copies = await self.find_all(invoice)
+        live = [c for c in copies if not c.voided]
+        if len(live) > 1:
+            ids = ", ".join(c.provider_id for c in live)
+            log.warning(
+                "%s holds %d live invoices numbered %s: %s",
+                self.name,
+                len(live),
+                invoice.number,
+                ids,
+            )
+        return keeper_of(copies)
 
     @abstractmethod
     async def send(self, receipt: InvoiceReceipt, invoice: Invoice) -> InvoiceReceipt:
         """Send a created draft to the customer; returns the updated receipt."""
+
+    @abstractmethod
+    async def void(self, receipt: InvoiceReceipt) -> InvoiceReceipt:
+        """Void one copy; already voided counts as voided; `CannotVoid` if paid."""
 
     async def aclose(self) -> None:
         """Close the shared HTTP client."""

@@ -1,15 +1,14 @@
 """jobs/providers/maast.py — speaks Maast's Platform invoice API; no retries, no Redis.
 
 Owns the table from (HTTP status, body `code`) to `InvoiceError`, receipts,
-and the create / lookup / send calls (docs/providers.md, Maast). Maast
-succeeds only on HTTP 2xx with `code` 0. The body mapping (`maast_body`)
+and the create / lookup / send / cancel calls (docs/providers.md, Maast).
+Maast succeeds only on HTTP 2xx with `code` 0. The body mapping (`maast_body`)
 and the local checks (`maast_checks`) are re-exported here.
 """
 
 from __future__ import annotations
 
 import base64
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Final
@@ -17,6 +16,7 @@ from typing import Final
 import httpx2 as httpx
 
 from jobs.errors import (
+    CannotVoid,
     ConfigurationError,
     FieldError,
     InvoiceConflict,
@@ -28,7 +28,7 @@ from jobs.errors import (
 )
 from jobs.models import Invoice, InvoiceReceipt, Provider
 from jobs.providers.answers import Operation, Row, field_errors_from, lookup, make_error
-from jobs.providers.base import HttpProvider
+from jobs.providers.base import HttpProvider, with_answer
 from jobs.providers.json_body import JsonBody, as_decimal, body_of
 from jobs.providers.maast_body import (
     CURRENCY_CODES,
@@ -38,9 +38,9 @@ from jobs.providers.maast_body import (
 )
 from jobs.providers.maast_checks import invoice_problems
 
-log = logging.getLogger(__name__)
-
 CREATE_PATH: Final = "/platform/invoice"
+NOT_SENT: Final = frozenset({"SAVED", "CANCELED"})
+"""Statuses that alone do not say the customer got the invoice (`date_sent` may)."""
 LOOKUP_PAGE_SIZE: Final = 100
 LOOKUP_MAX_PAGES: Final = 10
 
@@ -97,7 +97,7 @@ def _classify(
         error = CODES_ON_2XX.get(code, OutcomeUnknown) if code is not None else OutcomeUnknown
     else:
         error = lookup(ERRORS, status, code)
-    if status == 404 and operation in ("detail", "send"):
+    if status == 404 and operation in ("detail", "send", "void"):
         error = InvoiceRejected  # an unknown invoice id, not a wrong base URL
     fields = tuple(field_errors_from(envelope.get("data")))
     if error is InvoiceRejected and _is_duplicate_number(message, fields):
@@ -123,17 +123,23 @@ def receipt_from(data: object, invoice: Invoice) -> InvoiceReceipt:
     Raises:
         OutcomeUnknown: the object has no `invoice_id` (we cannot tell what landed).
     """
+    return _receipt(data, invoice.number)
+
+
+def _receipt(data: object, number: str) -> InvoiceReceipt:
     if not isinstance(data, Mapping) or data.get("invoice_id") in (None, ""):
         raise OutcomeUnknown("Maast: success without an invoice_id")
     status = str(data.get("status") or "SAVED")
     return InvoiceReceipt(
         provider=Provider.MAAST,
         provider_id=str(data["invoice_id"]),
-        invoice_number=invoice.number,
+        invoice_number=number,
         status=status,
         link=str(data["invoice_link"]) if data.get("invoice_link") else None,
         total=as_decimal(data.get("amt_tran")),
-        sent=status != "SAVED",
+        # Any status we do not know counts as sent: never send twice.
+        sent=status not in NOT_SENT or bool(data.get("date_sent")),
+        voided=status == "CANCELED",
     )
 
 
@@ -159,16 +165,17 @@ class MaastProvider(HttpProvider):
     ) -> InvoiceError | None:
         return _classify(response, payload, operation)
 
-    async def create(self, invoice: Invoice) -> InvoiceReceipt:
-        """Create a draft (status SAVED); Maast never sends on create."""
+    async def create(self, invoice: Invoice, *, send_now: bool) -> InvoiceReceipt:
+        """Create a draft (status SAVED); Maast never sends on create, whatever `send_now`."""
         data = await self._call("POST", CREATE_PATH, "create", body=request_from_invoice(invoice))
         return receipt_from(data, invoice)
 
-    async def find(self, invoice: Invoice) -> InvoiceReceipt | None:
-        """The invoice with our number, or `None`; the lowest id if Maast holds several.
+    async def find_all(self, invoice: Invoice) -> list[InvoiceReceipt]:
+        """Every invoice with our number, CANCELED ones included, lowest id (oldest) first.
 
         Raises:
-            InvoiceError: Maast could not answer, or the answer was inconclusive.
+            InvoiceError: Maast could not answer, or there were more pages than
+                `LOOKUP_MAX_PAGES` (the lookup is inconclusive).
         """
         matches: list[Mapping[str, object]] = []
         for page in range(LOOKUP_MAX_PAGES):
@@ -182,8 +189,9 @@ class MaastProvider(HttpProvider):
             rows = rows if isinstance(rows, list) else []
             # Match on our side too: the filter syntax is unverified (docs/providers.md, Q2).
             matches += [r for r in rows if _number_of(r) == invoice.number]
-            if matches or not _more_pages(envelope, page, len(rows)):
-                return _lowest(matches, invoice)
+            if not _more_pages(envelope, page, len(rows)):
+                matches.sort(key=lambda r: _id_key(r.get("invoice_id")))
+                return [receipt_from(r, invoice) for r in matches]
         raise OutcomeUnknown(
             f"Maast: lookup of {invoice.number} inconclusive after {LOOKUP_MAX_PAGES} pages"
         )
@@ -200,6 +208,45 @@ class MaastProvider(HttpProvider):
             return receipt_from(await self._call("GET", f"{path}/detail", "detail"), invoice)
         except InvoiceError:
             return receipt.model_copy(update={"status": "OUTSTANDING", "sent": True})
+
+    async def void(self, receipt: InvoiceReceipt) -> InvoiceReceipt:
+        """Cancel the invoice (-> CANCELED); one already CANCELED counts as cancelled.
+
+        Raises:
+            CannotVoid: the invoice is PAID.
+            InvoiceError: any other failure.
+        """
+        path = f"{CREATE_PATH}/{receipt.provider_id}"
+        try:
+            data = await self._call("DELETE", f"{path}/cancel", "void")
+        except InvoiceRejected as refused:
+            if refused.status == 404:
+                raise  # no such invoice
+            return await self._refused_void(receipt, path, refused)
+        if isinstance(data, Mapping) and data.get("invoice_id") is not None:
+            return with_answer(receipt, _receipt(data, receipt.invoice_number))
+        return receipt.model_copy(update={"status": "CANCELED", "voided": True})
+
+    async def _refused_void(
+        self, receipt: InvoiceReceipt, path: str, refused: InvoiceRejected
+    ) -> InvoiceReceipt:
+        # Maast answers code 2 both to a second cancel and to a PAID invoice,
+        # in words nobody documents: the invoice's own status says which.
+        current = _receipt(
+            await self._call("GET", f"{path}/detail", "detail"), receipt.invoice_number
+        )
+        if current.voided:
+            return with_answer(receipt, current)
+        if current.status == "PAID":
+            raise CannotVoid(
+                f"Maast: invoice {receipt.provider_id} ({receipt.invoice_number}) is PAID"
+                " and cannot be cancelled",
+                invoice_status=current.status,
+                status=refused.status,
+                code=refused.code,
+                field_errors=refused.field_errors,
+            )
+        raise refused
 
     async def _call(
         self, method: str, path: str, operation: Operation, *, body: object = None
@@ -228,16 +275,6 @@ def _more_pages(envelope: JsonBody, page: int, rows: int) -> bool:
     if isinstance(pages, int) and not isinstance(pages, bool):
         return page + 1 < pages
     return rows >= LOOKUP_PAGE_SIZE
-
-
-def _lowest(matches: list[Mapping[str, object]], invoice: Invoice) -> InvoiceReceipt | None:
-    if not matches:
-        return None
-    ordered = sorted(matches, key=lambda r: _id_key(r.get("invoice_id")))
-    if len(ordered) > 1:
-        ids = ", ".join(str(r.get("invoice_id")) for r in ordered)
-        log.warning("maast holds %d invoices numbered %s: %s", len(ordered), invoice.number, ids)
-    return receipt_from(ordered[0], invoice)
 
 
 def _id_key(value: object) -> tuple[int, str]:

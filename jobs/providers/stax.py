@@ -1,7 +1,7 @@
 """jobs/providers/stax.py — speaks Stax's invoice API; no retries, no Redis.
 
 Owns the table from HTTP status to `InvoiceError`, receipts, and the create
-/ lookup / send calls (docs/providers.md, Stax). Stax has no invoice number:
+/ lookup / send / delete calls (docs/providers.md, Stax). Stax has no invoice number:
 ours goes in `meta.reference` and the lookup matches it on our side. The
 body mapping and the local checks (each refusal at Stax counts toward the
 ten 4xx a minute that block our IP for an hour) live in `stax_body` and are
@@ -10,13 +10,13 @@ re-exported here.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Final
 
 import httpx2 as httpx
 
 from jobs.errors import (
+    CannotVoid,
     ConfigurationError,
     FieldError,
     InvoiceError,
@@ -27,7 +27,7 @@ from jobs.errors import (
 )
 from jobs.models import Invoice, InvoiceReceipt, Provider
 from jobs.providers.answers import Operation, Row, field_errors_from, lookup, make_error
-from jobs.providers.base import HttpProvider
+from jobs.providers.base import HttpProvider, with_answer
 from jobs.providers.json_body import as_decimal, body_of, loads
 from jobs.providers.stax_body import (
     MAX_META_CHARS,
@@ -38,12 +38,12 @@ from jobs.providers.stax_body import (
     request_from_invoice,
 )
 
-log = logging.getLogger(__name__)
-
 CREATE_PATH: Final = "/invoice"
 LOOKUP_PAGE_SIZE: Final = 50
 LOOKUP_MAX_PAGES: Final = 10
 SENT_STATUSES: Final = frozenset({"SENT", "VIEWED", "PAID", "PARTIALLY APPLIED"})
+PAID_STATUSES: Final = frozenset({"PAID", "PARTIALLY APPLIED"})
+"""Money has moved: such an invoice is not deleted, an operator must look."""
 
 ERRORS: Final[tuple[Row, ...]] = (
     Row(400, None, InvoiceRejected, "bad parameters or funding set-up"),
@@ -72,7 +72,7 @@ def _classify(
         return None
     status = response.status_code
     error = lookup(ERRORS, status, None)
-    if status == 404 and operation in ("detail", "send"):
+    if status == 404 and operation in ("detail", "send", "void"):
         error = InvoiceRejected  # an unknown invoice id, not a wrong base URL
     message, details = _split_message(payload)
     fields = tuple(field_errors_from(details))
@@ -104,6 +104,10 @@ def receipt_from(data: object, invoice: Invoice) -> InvoiceReceipt:
     Raises:
         OutcomeUnknown: the object has no `id` (we cannot tell what landed).
     """
+    return _receipt(data, invoice.number, invoice.stax.url)
+
+
+def _receipt(data: object, number: str, default_url: str) -> InvoiceReceipt:
     if not isinstance(data, Mapping) or not data.get("id"):
         raise OutcomeUnknown("Stax: success without an invoice id")
     invoice_id = str(data["id"])
@@ -112,11 +116,12 @@ def receipt_from(data: object, invoice: Invoice) -> InvoiceReceipt:
     return InvoiceReceipt(
         provider=Provider.STAX,
         provider_id=invoice_id,
-        invoice_number=invoice.number,
+        invoice_number=number,
         status=status,
-        link=f"{base_url or invoice.stax.url}{invoice_id}",
+        link=f"{base_url or default_url}{invoice_id}",
         total=as_decimal(data.get("total")),
-        sent=status in SENT_STATUSES,
+        sent=status in SENT_STATUSES or bool(data.get("sent_at")),
+        voided=status == "DELETED" or bool(data.get("deleted_at")),
     )
 
 
@@ -142,18 +147,23 @@ class StaxProvider(HttpProvider):
     ) -> InvoiceError | None:
         return _classify(response, payload, operation)
 
-    async def create(self, invoice: Invoice) -> InvoiceReceipt:
-        """Create the invoice: a DRAFT, or SENT when `invoice.send` asks for it."""
+    async def create(self, invoice: Invoice, *, send_now: bool) -> InvoiceReceipt:
+        """Create the invoice: SENT at once when `send_now`, else a DRAFT."""
         body = request_from_invoice(invoice)
+        body.pop("send_now", None)  # the caller decides, not `invoice.send`
+        if send_now:
+            body["send_now"] = True
         return receipt_from(await self._answer("POST", CREATE_PATH, "create", body=body), invoice)
 
-    async def find(self, invoice: Invoice) -> InvoiceReceipt | None:
-        """The invoice whose `meta.reference` is our number, or `None`.
+    async def find_all(self, invoice: Invoice) -> list[InvoiceReceipt]:
+        """Every invoice whose `meta.reference` is our number, DELETED ones
+        included, oldest first.
 
         Raises:
             InvoiceError: Stax could not answer, or `LOOKUP_MAX_PAGES` pages of
                 keyword matches were read without reaching the last one.
         """
+        matches: list[Mapping[str, object]] = []
         for page in range(1, LOOKUP_MAX_PAGES + 1):
             params: dict[str, str | int | list[str]] = {
                 "keywords[]": [invoice.number],
@@ -163,11 +173,11 @@ class StaxProvider(HttpProvider):
             listing = await self._answer("GET", CREATE_PATH, "find", params=params)
             rows = listing.get("data") if isinstance(listing, Mapping) else None
             rows = rows if isinstance(rows, list) else []
-            matches = [r for r in rows if _reference_of(r) == invoice.number]
-            if matches:
-                return _pick(matches, invoice)
+            matches += [r for r in rows if _reference_of(r) == invoice.number]
             if not _more_pages(listing, page, len(rows)):
-                return None
+                # Oldest first: the first attempt's copy before later ones.
+                matches.sort(key=lambda r: (str(r.get("created_at") or ""), str(r.get("id"))))
+                return [receipt_from(r, invoice) for r in matches]
         raise OutcomeUnknown(
             f"Stax: lookup of {invoice.number} inconclusive after {LOOKUP_MAX_PAGES} pages"
         )
@@ -179,6 +189,48 @@ class StaxProvider(HttpProvider):
         if isinstance(data, Mapping) and data.get("id"):
             return receipt_from(data, invoice)
         return receipt.model_copy(update={"status": "SENT", "sent": True})
+
+    async def void(self, receipt: InvoiceReceipt) -> InvoiceReceipt:
+        """Delete the invoice (-> DELETED); one already deleted counts as deleted.
+
+        Stax counts the "already deleted" 422 as a failed request (toward the
+        ten a minute that block the IP) although we take it as a success.
+
+        Raises:
+            CannotVoid: the invoice is paid (in full or in part).
+            InvoiceError: any other failure.
+        """
+        path = f"{CREATE_PATH}/{receipt.provider_id}"
+        try:
+            data = await self._answer("DELETE", path, "void")
+        except InvoiceRejected as refused:
+            fields = {f.field for f in refused.field_errors}
+            if "deleted_at" in fields:  # {"deleted_at":["The invoice is already deleted."]}
+                return receipt.model_copy(update={"status": "DELETED", "voided": True})
+            if "id" in fields or refused.status == 404:
+                raise  # no such invoice: asking again would be one more failure
+            return await self._refused_void(receipt, path, refused)
+        if isinstance(data, Mapping) and data.get("id"):
+            return with_answer(receipt, _receipt(data, receipt.invoice_number, ""))
+        return receipt.model_copy(update={"status": "DELETED", "voided": True})
+
+    async def _refused_void(
+        self, receipt: InvoiceReceipt, path: str, refused: InvoiceRejected
+    ) -> InvoiceReceipt:
+        # What Stax answers when deleting a paid invoice is not documented:
+        # the invoice's own status says whether it is beyond voiding.
+        current = _receipt(await self._answer("GET", path, "detail"), receipt.invoice_number, "")
+        if current.voided:
+            return with_answer(receipt, current)
+        if current.status in PAID_STATUSES:
+            raise CannotVoid(
+                f"Stax: invoice {receipt.provider_id} ({receipt.invoice_number}) is"
+                f" {current.status} and cannot be deleted",
+                invoice_status=current.status,
+                status=refused.status,
+                field_errors=refused.field_errors,
+            )
+        raise refused
 
 
 def _reference_of(row: object) -> object:
@@ -200,16 +252,6 @@ def _more_pages(listing: object, page: int, rows: int) -> bool:
     if isinstance(last, int) and not isinstance(last, bool):
         return page < last
     return rows >= LOOKUP_PAGE_SIZE
-
-
-def _pick(matches: list[object], invoice: Invoice) -> InvoiceReceipt:
-    rows = [m for m in matches if isinstance(m, Mapping)]
-    # The oldest is the one the first attempt made; later ones are duplicates.
-    rows.sort(key=lambda r: (str(r.get("created_at") or ""), str(r.get("id"))))
-    if len(rows) > 1:
-        ids = ", ".join(str(r.get("id")) for r in rows)
-        log.warning("stax holds %d invoices with reference %s: %s", len(rows), invoice.number, ids)
-    return receipt_from(rows[0], invoice)
 
 
 __all__ = [

@@ -457,8 +457,8 @@ async def test_unknown_invoice_key_does_nothing(rig: Rig) -> None:
 class BuggyProvider(FakeProvider):
     """A provider whose create fails with something that is not an `InvoiceError`."""
 
-    async def create(self, invoice: Invoice) -> InvoiceReceipt:
-        await super().create(invoice)  # it may even have landed
+    async def create(self, invoice: Invoice, *, send_now: bool = False) -> InvoiceReceipt:
+        await super().create(invoice, send_now=send_now)  # it may even have landed
         raise KeyError("provider_id")
 
 

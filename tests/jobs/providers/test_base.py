@@ -88,7 +88,7 @@ async def _create_through(base_url: str, read_timeout_s: float = 5.0) -> None:
     )
     provider = MaastProvider(config)  # the real aiohttp transport
     try:
-        await provider.create(maast_invoice())
+        await provider.create(maast_invoice(), send_now=False)
     finally:
         await provider.aclose()
 
@@ -148,7 +148,7 @@ async def test_real_transport_round_trip() -> None:
         config = ProviderConfig(base_url=url, api_key=API_KEY)
         provider = MaastProvider(config)
         try:
-            receipt = await provider.create(maast_invoice())
+            receipt = await provider.create(maast_invoice(), send_now=False)
         finally:
             await provider.aclose()
     assert receipt.provider_id == "7"
