@@ -109,11 +109,15 @@ def _start_process(
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "sandbox", "--fd", str(listener.fileno())]
+    # Its own process group: a Ctrl-C in the terminal reaches the whole
+    # foreground group, and the sandbox must outlive the workers that finish
+    # their in-flight requests against it; `stop` ends it.
     process = subprocess.Popen(
         [*command, "--config-stdin"],
         stdin=subprocess.PIPE,
         pass_fds=(listener.fileno(),),
         env=env,
+        process_group=0,
     )
     listener.close()  # the child has its own copy
     assert process.stdin is not None

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypedDict
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -82,16 +82,24 @@ def redis_settings(settings: Settings) -> RedisSettings:
 
 
 async def run_workers(
-    settings: Settings, providers: Sequence[Provider], *, burst: bool = False
+    settings: Settings,
+    providers: Sequence[Provider],
+    *,
+    burst: bool = False,
+    on_signal: Callable[[], None] | None = None,
 ) -> None:
-    """Drain the queues of `providers` in this process until stopped (or empty, with `burst`)."""
+    """Drain the queues of `providers` in this process until stopped (or empty, with `burst`).
+
+    SIGINT and SIGTERM make them finish in-flight jobs and take no new ones;
+    `on_signal` is told too (`invoicer demo --serve` then stops its dashboard).
+    """
     setup_sentry(settings.sentry_dsn)
     pool = await create_pool(
         redis_settings(settings), job_serializer=serialize_job, job_deserializer=deserialize_job
     )
     runtime = await Runtime.start(settings, pool, list(providers))
     workers = [_worker(settings, p, pool, runtime, burst=burst) for p in providers]
-    _install_signal_handlers(workers)
+    _install_signal_handlers(workers, on_signal)
     try:
         await asyncio.gather(*(_drain(w) for w in workers))
     finally:
@@ -123,13 +131,15 @@ async def _drain(worker: Worker) -> None:
         await worker.async_run()
 
 
-def _install_signal_handlers(workers: list[Worker]) -> None:
+def _install_signal_handlers(workers: list[Worker], on_signal: Callable[[], None] | None) -> None:
     loop = asyncio.get_running_loop()
 
     def stop(sig: signal.Signals) -> None:
         log.info("%s: finishing in-flight jobs, taking no new ones", sig.name)
         for w in workers:
             w.handle_sig_wait_for_completion(sig)
+        if on_signal is not None:
+            on_signal()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig)

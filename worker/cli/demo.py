@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -29,7 +31,7 @@ from sandbox.config import DEFAULT_MAAST_KEY, Faults, SandboxConfig
 from sandbox.server import running_sandbox
 from worker import api, embedded
 from worker.app import run_workers
-from worker.cli import common
+from worker.cli import common, demo_serve
 from worker.cli.status import render
 from worker.dlq import DeadLetters
 from worker.enqueue import EnqueueReport
@@ -61,6 +63,15 @@ def demo(
     rate_per_minute: Annotated[
         float, typer.Option(min=1, help="Shared Maast limit for the run.")
     ] = 6000,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Keep the dashboard up on the demo's data until Ctrl-C, then stop."
+        ),
+    ] = False,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="The dashboard's port with --serve (0: any).")
+    ] = 8000,
 ) -> None:
     """Run a month-end batch against the local sandbox and prove it exactly-once."""
     if not file.is_file():
@@ -69,17 +80,54 @@ def demo(
         )
     # The live view is the demo's output; per-invoice log lines would bury it.
     logging.getLogger("invoicer").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn").setLevel(logging.WARNING)
     base = common.settings()
     data_dir = base.data_dir / "demo"
-    url, _ = embedded.ensure_running(data_dir)
+    sock = demo_serve.listening_socket(port) if serve else None  # a busy port fails first
+    url, started = embedded.ensure_running(data_dir)
     common.err.print(f"embedded Redis for the demo in {data_dir}/ (AOF on)", highlight=False)
     config = SandboxConfig(faults=DEMO_FAULTS)
-    with running_sandbox(config) as sandbox_url:
-        s = _demo_settings(base, url, sandbox_url, rate_per_minute)
-        common.err.print(f"provider sandbox on {sandbox_url} with faults {_faults_line()}")
-        failed, batch_id, dead_key = common.run(_run(s, file, sandbox_url))
-    _next_steps(data_dir, batch_id, dead_key)
+    try:
+        with running_sandbox(config) as sandbox_url:
+            s = _demo_settings(base, url, sandbox_url, rate_per_minute)
+            common.err.print(f"provider sandbox on {sandbox_url} with faults {_faults_line()}")
+            run = (
+                _run(s, file, sandbox_url) if sock is None else _serving(s, file, sandbox_url, sock)
+            )
+            failed, batch_id, dead_key = common.run(run)
+    except demo_serve.Interrupted:
+        common.err.print("stopped before the run finished (Ctrl-C); nothing is left running")
+        raise typer.Exit(130) from None
+    finally:
+        if serve and started:
+            embedded.stop(data_dir)  # --serve stops everything it started
+    if serve:
+        common.err.print("dashboard, sandbox and the demo's Redis stopped")
+    else:
+        _next_steps(data_dir, batch_id, dead_key)
     raise typer.Exit(common.EXIT_SOME_FAILED if failed else common.EXIT_OK)
+
+
+async def _serving(
+    s: Settings, file: Path, sandbox_url: str, sock: socket.socket
+) -> tuple[bool, str, str | None]:
+    """The run with the dashboard up, which stays up until Ctrl-C."""
+    async with demo_serve.dashboard(s, sock) as url:
+        common.err.print(f"dashboard on {url} (live while the demo runs)", highlight=False)
+
+        def still_serving(result: tuple[bool, str, str | None]) -> None:
+            common.out.print(
+                f"\nThe dashboard shows the demo's data at {url}batches/{result[1]}\n"
+                "Ctrl-C stops the dashboard, the sandbox and the demo's Redis.",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+        return await demo_serve.until_stopped(
+            lambda on_signal: _run(s, file, sandbox_url, on_signal=on_signal),
+            still_serving,
+            grace_s=s.shutdown_wait_s + 5.0,
+        )
 
 
 def _demo_settings(base: Settings, redis_url: str, sandbox_url: str, rate: float) -> Settings:
@@ -113,7 +161,9 @@ def _faults_line() -> str:
     )
 
 
-async def _run(s: Settings, file: Path, sandbox_url: str) -> tuple[bool, str, str | None]:
+async def _run(
+    s: Settings, file: Path, sandbox_url: str, *, on_signal: Callable[[], None] | None = None
+) -> tuple[bool, str, str | None]:
     assert s.redis_url is not None
     redis = aioredis.Redis.from_url(s.redis_url.get_secret_value())
     try:
@@ -125,7 +175,7 @@ async def _run(s: Settings, file: Path, sandbox_url: str) -> tuple[bool, str, st
             f"enqueued {report.accepted:,} invoices from {file.name} "
             f"({_invalid_records(report)} invalid records reported and dead-lettered)"
         )
-        await _work_with_live_view(s, redis, report.batch_id)
+        await _work_with_live_view(s, redis, report.batch_id, on_signal)
         failed = await _summary(s, redis, report, sandbox_url)
         first_dead = await DeadLetters(redis, Keys(s.redis_prefix)).list(limit=1)
         return failed, report.batch_id, first_dead[0].invoice_key if first_dead else None
@@ -133,9 +183,11 @@ async def _run(s: Settings, file: Path, sandbox_url: str) -> tuple[bool, str, st
         await redis.aclose()
 
 
-async def _work_with_live_view(s: Settings, redis: aioredis.Redis, batch: str) -> None:
+async def _work_with_live_view(
+    s: Settings, redis: aioredis.Redis, batch: str, on_signal: Callable[[], None] | None
+) -> None:
     keys = Keys(s.redis_prefix)
-    work = asyncio.create_task(run_workers(s, [Provider.MAAST], burst=True))
+    work = asyncio.create_task(run_workers(s, [Provider.MAAST], burst=True, on_signal=on_signal))
     with Live(console=common.out, refresh_per_second=4, transient=False) as live:
         while not work.done():
             snap = await read_status(
@@ -206,7 +258,9 @@ def _next_steps(data_dir: Path, batch_id: str, dead_key: str | None) -> None:
         f"  {env} .venv/bin/invoicer dlq list\n"
         f"  {env} .venv/bin/invoicer dlq show {dead_key or 'KEY'}\n"
         f"  {env} .venv/bin/invoicer report --batch {batch_id} --out demo.csv\n"
-        f"  {env} .venv/bin/invoicer redis stop",
+        f"  {env} .venv/bin/invoicer redis stop\n"
+        f"\nOpen the dashboard on the demo's data (then http://127.0.0.1:8000/):\n"
+        f"  {env} .venv/bin/invoicer web",
         highlight=False,
         soft_wrap=True,
     )

@@ -66,6 +66,6 @@ def create_app(
     for module in (health, invoices, batches, dead_letters, providers, metrics):
         app.include_router(module.router)
     if with_dashboard:
-        app.include_router(dashboard.router)
+        dashboard.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
