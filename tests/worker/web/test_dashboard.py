@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from jobs.models import Provider
 from worker.dlq import DeadLetters
 from worker.ledger import Ledger, State
-from worker.limits import pause_provider
+from worker.pauses import pause_provider
 from worker.web import create_app
 
 from .conftest import ADMIN_TOKEN, READ_TOKEN, web_settings

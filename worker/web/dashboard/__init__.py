@@ -12,7 +12,7 @@ Pages are rendered on the server and keep themselves current with htmx
 the page every few seconds; no front-end build step, nothing fetched from
 the internet. Every number is read through the modules the CLI and the API
 use (`worker.status`, `worker.report`, `worker.dlq`, `worker.ledger`,
-`worker.limits`, `worker.fleet`, `worker.cancel`, `worker.activity`): the
+`worker.limits`, `worker.pauses`, `worker.fleet`, `worker.cancel`, `worker.activity`): the
 dashboard holds no rule of its own, and reads only maintained counters and
 indexes, so its pages cost the same for 100 or 100,000 invoices.
 """

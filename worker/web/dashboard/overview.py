@@ -7,7 +7,7 @@ What it shows, and where each number comes from (nothing here counts):
   `ProviderLimiter.budget`, the function `invoicer status` and `/metrics` use;
 - the chart: `worker.activity.last_minutes`, per-minute counters the ledger keeps;
 - workers: `worker.fleet.read_workers`, one heartbeat record per process.
-Pause and resume act through `worker.limits.pause_provider` / `resume_provider`,
+Pause and resume act through `worker.pauses.pause_provider` / `resume_provider`,
 as `invoicer pause|resume` do. The live part (`/overview/live`) is polled by htmx.
 """
 
@@ -23,7 +23,8 @@ from jobs.models import Provider
 from worker.activity import last_minutes
 from worker.fleet import WorkerInfo, read_workers
 from worker.ledger import State
-from worker.limits import ProviderLimiter, pause_provider, resume_provider
+from worker.limits import ProviderLimiter
+from worker.pauses import pause_provider, resume_provider
 from worker.status import ProviderStatus, StatusSnapshot, read_account_counts, read_status
 from worker.web.context import Context, WebContext
 from worker.web.dashboard.access import Acting, Looking
