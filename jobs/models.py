@@ -21,7 +21,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -263,6 +265,16 @@ class InvoiceReceipt(_Model):
     """The customer was sent this invoice (it stays true after a void)."""
     voided: bool = False
     """Cancelled (Maast CANCELED) or deleted (Stax DELETED): not a live invoice."""
+
+    @model_serializer(mode="wrap")
+    def _live_as_before(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # A live receipt serialises exactly as before `voided` existed, so a
+        # worker of the previous version reading the ledger during a rolling
+        # upgrade still parses it (the model forbids unknown fields).
+        data: dict[str, object] = handler(self)
+        if not self.voided:
+            data.pop("voided", None)
+        return data
 
 
 def keeper_of(copies: Sequence[InvoiceReceipt]) -> InvoiceReceipt | None:

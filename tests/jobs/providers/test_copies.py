@@ -302,3 +302,11 @@ def test_a_receipt_stored_before_voided_existed_still_parses() -> None:
     receipt = InvoiceReceipt.model_validate_json(stored)
     assert receipt.sent and not receipt.voided
     assert InvoiceReceipt.model_validate_json(receipt.model_dump_json()) == receipt
+
+
+def test_a_live_receipt_is_written_as_before_voided_existed() -> None:
+    live = InvoiceReceipt(provider=Provider.MAAST, provider_id="1", invoice_number="N", status="X")
+    assert "voided" not in live.model_dump_json() and "voided" not in live.model_dump()
+    voided = live.model_copy(update={"voided": True})
+    assert '"voided":true' in voided.model_dump_json()
+    assert InvoiceReceipt.model_validate_json(voided.model_dump_json()) == voided
