@@ -1,10 +1,15 @@
 """The idempotent create procedure, written against the ports only.
 
-Neither provider takes an idempotency key, so "exactly once" rests on two
-rules kept here: never create while the ledger holds a receipt, and never
+Neither provider takes an idempotency key, so "exactly once" rests on three
+rules kept here: never create while the ledger holds a receipt; never
 create (or send) again after an attempt that may have landed without first
-asking the provider whether it did. Errors propagate unchanged; deciding to
-retry, wait or dead-letter is the runner's job.
+asking the provider whether it did; and when that lookup finds nothing, do
+not believe it before the landing window of our last request has passed
+(`NotYet`): a request that left may still be processed
+(docs/operations.md, "The landing window"). Every request starts only while
+the holder's lease is valid (`LedgerEntry.ensure_lease`, the last step
+before it leaves). Errors propagate unchanged; deciding to retry, wait or
+dead-letter is the runner's job.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from jobs.errors import InvoiceConflict, InvoiceError
+from jobs.errors import InvoiceConflict, InvoiceError, NotYet
 from jobs.models import Invoice, InvoiceReceipt
 from jobs.ports import Claim, InvoiceProvider, LedgerEntry, Limiter
 
@@ -38,12 +43,16 @@ async def create_invoice(
 
     Raises:
         InvoiceError: whatever the provider or the limiter raised.
+        NotYet: acting now could create a duplicate; come back later.
     """
     receipt = claim.receipt
     if receipt is None and claim.create_maybe_landed:
-        receipt = await _find(invoice, provider=provider, limiter=limiter)
+        receipt = await _find(invoice, provider=provider, ledger=ledger, limiter=limiter)
         if receipt is not None:
             await ledger.mark_created(receipt)
+        elif claim.now_ms < claim.landing_until_ms:
+            wait_s = (claim.landing_until_ms - claim.now_ms) / 1000
+            raise NotYet(wait_s, "not found while an earlier create may still land")
     if receipt is None:
         receipt = await _create(invoice, provider=provider, ledger=ledger, limiter=limiter)
     if invoice.send and not receipt.sent:
@@ -62,12 +71,13 @@ async def _create(
     provider.validate(invoice)
     await limiter.acquire()
     await ledger.mark_sending()
+    await ledger.ensure_lease()
     try:
         receipt = await _call(limiter, provider.create(invoice, send_now=invoice.send))
     except InvoiceConflict:
         # The provider already holds this number (Maast can be set to refuse
         # duplicates). If it is ours, an earlier attempt landed: adopt it.
-        found = await _find(invoice, provider=provider, limiter=limiter)
+        found = await _find(invoice, provider=provider, ledger=ledger, limiter=limiter)
         if found is None or not _same_total(found, invoice):
             raise
         receipt = found
@@ -85,21 +95,23 @@ async def _send(
     limiter: Limiter,
 ) -> InvoiceReceipt:
     if claim.send_maybe_landed:
-        found = await _find(invoice, provider=provider, limiter=limiter)
+        found = await _find(invoice, provider=provider, ledger=ledger, limiter=limiter)
         if found is not None and found.sent:
             await ledger.mark_sent(found)
             return found
     await limiter.acquire()
     await ledger.mark_send_started()
+    await ledger.ensure_lease()
     sent = await _call(limiter, provider.send(receipt, invoice))
     await ledger.mark_sent(sent)
     return sent
 
 
 async def _find(
-    invoice: Invoice, *, provider: InvoiceProvider, limiter: Limiter
+    invoice: Invoice, *, provider: InvoiceProvider, ledger: LedgerEntry, limiter: Limiter
 ) -> InvoiceReceipt | None:
     await limiter.acquire()
+    await ledger.ensure_lease()
     return await _call(limiter, provider.find(invoice))
 
 

@@ -12,10 +12,18 @@ InvoiceError
     InvoiceConflict       same number already used with different content
   ConfigurationError    an operator must act: missing or bad key (401/403)
   CannotVoid            a copy the provider will not void (paid): an operator must look
+
+NotYet                  not a failure: come back in retry_after_s (landing window, lease)
 ```
 
 `CannotVoid` is not a `PermanentError`: those prove the provider did not
 create the invoice, and a copy that cannot be voided exists.
+
+`NotYet` stands outside the `InvoiceError` tree on purpose: it says nothing
+went wrong, only that acting now could create a duplicate (an earlier
+request may still land, or the holder's lease is too close to its end). It
+counts no failure and is never dead-lettered (docs/operations.md, "The
+landing window").
 
 Provider modules raise these and nothing else: httpx errors and HTTP
 statuses are translated once, at the provider boundary. Messages never carry
@@ -156,6 +164,21 @@ class ConfigurationError(InvoiceError):
     """An operator must act: a missing or refused API key, a bad setting."""
 
     reason = "configuration"
+
+
+class NotYet(Exception):
+    """Control flow, not a failure: run this invoice's job again in `retry_after_s`.
+
+    Raised by `jobs.create_invoice` when a lookup found nothing while an
+    earlier create may still land, or when an unverified invoice's landing
+    window has not passed; and by a ledger entry whose lease is too close to
+    its end to start a request.
+    """
+
+    def __init__(self, retry_after_s: float, why: str) -> None:
+        super().__init__(f"not yet ({why}): again in {retry_after_s:.1f}s")
+        self.retry_after_s = max(0.0, retry_after_s)
+        self.why = why
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,11 @@ class Limiter(Protocol):
 
 @dataclass(frozen=True)
 class Claim:
-    """What the ledger knows about an invoice when a worker takes its job."""
+    """What the ledger knows about an invoice when a worker takes its job.
+
+    Times are the ledger's (Redis server time, ms), compared with `now_ms`:
+    one clock for every worker.
+    """
 
     receipt: InvoiceReceipt | None = None
     """Set once the invoice was created: no create call may follow."""
@@ -112,16 +116,86 @@ class Claim:
     """An earlier create may have reached the provider: look up before creating."""
     send_maybe_landed: bool = False
     """An earlier send may have reached the provider: look up before sending."""
+    now_ms: int = 0
+    """The ledger's time at the claim."""
+    landing_until_ms: int = 0
+    """Until when a create request of ours that may have left can still be
+    processed (0: none ever left). A lookup that finds nothing before then
+    proves nothing."""
+    unverified: bool = False
+    """Created or adopted after an unknown outcome: another copy may exist;
+    it is looked for once `verify_after_ms` has passed, and never sent before."""
+    verify_after_ms: int = 0
+    voided_ids: frozenset[str] = frozenset()
+    """Copies this invoice's verifications already voided (not counted twice)."""
+    verify_tries: int = 0
+    """Verifications postponed so far because the ledger's copy was not listed."""
+
+    @property
+    def outcome_was_unknown(self) -> bool:
+        """A create request of ours may have landed unseen: what is created or
+        adopted now is unverified, and created as a draft."""
+        return self.create_maybe_landed and self.landing_until_ms > 0
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """Another copy of an invoice at the provider, and what became of it."""
+
+    provider_id: str
+    status: str
+    sent: bool = False
+    why: str = ""
+    """Why it was left open (sent, paid, a void the provider refused)."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What looking an unverified invoice up again decided, for the ledger."""
+
+    keeper: InvoiceReceipt
+    """The copy kept: the ledger's, or the sent copy the customer holds."""
+    voided: tuple[Duplicate, ...] = ()
+    """Copies voided by this verification."""
+    found_voided: tuple[Duplicate, ...] = ()
+    """Copies found voided already (an interrupted verification voided them)."""
+    open: tuple[Duplicate, ...] = ()
+    """Copies that could not be voided: they go to the operator list."""
+    why: str = ""
+    """Why the invoice goes to the operator list when no copy is open."""
 
 
 class LedgerEntry(Protocol):
     """One invoice's ledger record, held by the worker running its job."""
 
+    async def ensure_lease(self) -> None:
+        """Called last before every provider request: the holder's lease must
+        still be valid, with a margin, for the request to start.
+
+        Raises:
+            NotYet: the lease is too close to its end even after renewing it.
+            Exception: the holder's own, when another holder took over.
+        """
+
     async def mark_sending(self) -> None:
         """Record that a create request is about to leave (`queued -> sending`)."""
 
-    async def mark_created(self, receipt: InvoiceReceipt) -> None:
-        """Record the provider's receipt (`sending|in_doubt -> created`)."""
+    async def mark_created(self, receipt: InvoiceReceipt, *, verified: bool = True) -> float:
+        """Record the provider's receipt (`sending|in_doubt -> created`).
+
+        Args:
+            verified: False when the create outcome was once unknown: the
+                invoice is then unverified until `mark_verified`.
+
+        Returns:
+            Seconds until an unverified invoice may be verified (0.0 if verified or due).
+        """
+
+    async def mark_verified(self, verification: Verification) -> None:
+        """Store the keeper, the voided copies and the open ones (operator list)."""
+
+    async def mark_verify_later(self, why: str) -> int:
+        """Postpone a verification (its view could not be trusted); tries so far."""
 
     async def mark_send_started(self) -> None:
         """Record that a send request is about to leave."""

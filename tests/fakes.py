@@ -21,11 +21,12 @@ from jobs.errors import (
     InvoiceConflict,
     InvoiceError,
     InvoiceInvalid,
+    NotYet,
     OutcomeUnknown,
     RateLimited,
 )
 from jobs.models import Invoice, InvoiceReceipt, Provider, keeper_of
-from jobs.ports import Claim, PreparedRequest
+from jobs.ports import Claim, PreparedRequest, Verification
 
 CallKind = Literal["create", "find", "find_all", "send", "void"]
 
@@ -227,13 +228,19 @@ class FakeProvider:
 
 LedgerState = Literal["queued", "sending", "created", "sent", "in_doubt"]
 
+LEASE_MS = 10_000
+WINDOW_MS = 300_000
+"""The fake ledger's lease and landing window (the defaults of the real one)."""
+
 
 class FakeLedger:
     """A `LedgerEntry` in memory, with the real ledger's transitions.
 
     A transition the real ledger refuses raises `AssertionError` (a bug in the
     caller). `after_failure` and `claim` play the runner's and the next
-    claim's part, so a test can replay the retry loop without Redis.
+    claim's part, so a test can replay the retry loop without Redis. The
+    ledger's clock (`now_ms`) moves only when a test moves it (`advance`,
+    `pass_windows`): landing windows and verifications are decided by it.
     """
 
     def __init__(self, journal: Journal | None = None) -> None:
@@ -241,6 +248,18 @@ class FakeLedger:
         self.state: LedgerState = "queued"
         self.receipt: InvoiceReceipt | None = None
         self.send_started = False
+        self.lookup = False
+        """Look up before creating (a queued record whose earlier create may exist)."""
+        self.now_ms = 1_000_000
+        self.landing_until_ms = 0
+        self.unverified = False
+        self.verify_after_ms = 0
+        self.voided_ids: set[str] = set()
+        self.verify_tries = 0
+        self.verifications: list[Verification] = []
+        """Every `mark_verified`, in order."""
+        self.refuse_lease = 0
+        """`ensure_lease` raises `NotYet` this many more times (a lease near its end)."""
         self.transitions: list[str] = []
         """Method names, in call order (`mark_sending`, `mark_created`, ...)."""
 
@@ -250,19 +269,75 @@ class FakeLedger:
         receipt: InvoiceReceipt | None = None,
         *,
         send_started: bool = False,
+        landing_in_s: float | None = None,
+        unverified: bool = False,
     ) -> Claim:
-        """Put the record where an earlier job left it; returns the next claim."""
+        """Put the record where an earlier job left it; returns the next claim.
+
+        Args:
+            landing_in_s: an earlier create may land for this long (default:
+                a whole landing window for `sending` and `in_doubt`, none otherwise).
+            unverified: created after an unknown outcome; verification is due
+                when the landing window ends.
+        """
         self.state, self.receipt, self.send_started = state, receipt, send_started
+        if landing_in_s is None and state in ("sending", "in_doubt"):
+            landing_in_s = (LEASE_MS + WINDOW_MS) / 1000
+        if landing_in_s is not None:
+            self.landing_until_ms = self.now_ms + int(landing_in_s * 1000)
+        self.unverified = unverified
+        self.verify_after_ms = self.landing_until_ms if unverified else 0
         return self.claim()
 
-    async def mark_sending(self) -> None:
-        """`queued|in_doubt -> sending`."""
-        self._move("mark_sending", ("queued", "in_doubt"), "sending")
+    def advance(self, seconds: float) -> None:
+        """Move the ledger's clock on."""
+        self.now_ms += int(seconds * 1000)
 
-    async def mark_created(self, receipt: InvoiceReceipt) -> None:
-        """`sending|in_doubt|queued -> created` (or `sent`)."""
+    def pass_windows(self) -> None:
+        """Move the clock past the landing window and any verification time."""
+        self.now_ms = max(self.now_ms, self.landing_until_ms, self.verify_after_ms)
+
+    async def ensure_lease(self) -> None:
+        """Grant, unless `refuse_lease` says the lease is too close to its end."""
+        self.journal.append("ledger.ensure_lease")
+        if self.refuse_lease:
+            self.refuse_lease -= 1
+            raise NotYet(0.0, "lease too close to its end to start a request")
+
+    async def mark_sending(self) -> None:
+        """`queued|in_doubt -> sending`; the landing window starts (or moves on)."""
+        if self.state == "in_doubt":
+            self.lookup = True
+        self._move("mark_sending", ("queued", "in_doubt"), "sending")
+        self.landing_until_ms = max(self.landing_until_ms, self.now_ms + LEASE_MS + WINDOW_MS)
+
+    async def mark_created(self, receipt: InvoiceReceipt, *, verified: bool = True) -> float:
+        """`sending|in_doubt|queued -> created` (or `sent`); unverified unless `verified`."""
         self._move("mark_created", ("sending", "in_doubt", "queued"), _created(receipt))
-        self.receipt = receipt
+        self.receipt, self.lookup = receipt, False
+        if verified:
+            return 0.0
+        self.unverified, self.verify_after_ms = True, self.landing_until_ms
+        return max(0, self.verify_after_ms - self.now_ms) / 1000
+
+    async def mark_verified(self, verification: Verification) -> None:
+        """An unverified record's copies resolved: keep the keeper."""
+        assert self.unverified, "mark_verified of a verified record"
+        self._move("mark_verified", ("created", "sent"), self.state)
+        self.verifications.append(verification)
+        self.receipt = verification.keeper
+        self.unverified, self.verify_after_ms, self.verify_tries = False, 0, 0
+        dupes = (*verification.voided, *verification.found_voided)
+        self.voided_ids |= {d.provider_id for d in dupes}
+        if verification.keeper.sent:
+            self.state = "sent"
+
+    async def mark_verify_later(self, why: str) -> int:
+        """Postpone a verification; tries so far."""
+        assert self.unverified, "mark_verify_later of a verified record"
+        self._move("mark_verify_later", ("created", "sent"), self.state)
+        self.verify_tries += 1
+        return self.verify_tries
 
     async def mark_send_started(self) -> None:
         """On a created record: a send is about to leave."""
@@ -274,9 +349,10 @@ class FakeLedger:
         self._move("mark_sent", ("created", "sent"), "sent")
         self.receipt = receipt
 
-    def after_failure(self, error: InvoiceError) -> None:
-        """What the runner makes of a failed job: `OutcomeUnknown` leaves a
-        `sending` record in doubt, anything else sends it back to the queue."""
+    def after_failure(self, error: InvoiceError | NotYet) -> None:
+        """What the runner makes of a job that ended without a receipt:
+        `OutcomeUnknown` leaves a `sending` record in doubt, anything else
+        (a wait included) sends it back to the queue."""
         if self.state == "sending":
             self.state = "in_doubt" if isinstance(error, OutcomeUnknown) else "queued"
 
@@ -286,8 +362,15 @@ class FakeLedger:
             self.state = "in_doubt"
         return Claim(
             receipt=self.receipt if self.state in ("created", "sent") else None,
-            create_maybe_landed=self.state == "in_doubt",
+            create_maybe_landed=self.state == "in_doubt"
+            or (self.state == "queued" and self.lookup),
             send_maybe_landed=self.state == "created" and self.send_started,
+            now_ms=self.now_ms,
+            landing_until_ms=self.landing_until_ms,
+            unverified=self.unverified,
+            verify_after_ms=self.verify_after_ms,
+            voided_ids=frozenset(self.voided_ids),
+            verify_tries=self.verify_tries,
         )
 
     def _move(self, name: str, allowed: tuple[LedgerState, ...], new: LedgerState) -> None:

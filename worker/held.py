@@ -7,20 +7,29 @@ compares that token, so a worker that lost its lease (it stalled and the
 reaper handed the job on) can no longer touch the record. The claims and
 changes of concurrent jobs share round trips (`Transitions.batch`).
 
+A lease says who holds a record, not whether its request is done: a holder
+never starts a request unless its lease is still valid by its own clock,
+with a margin (`HeldEntry.ensure_lease`), and while a record is `sending`
+every renewal moves its landing window (`landing_until_ms`) on, so a later
+holder knows until when a request of ours may still land
+(docs/operations.md, "The landing window").
+
 This module never calls a provider and never decides retries: the runner
 does (`worker.retry_policy`), through `HeldEntry`.
 """
 
 from __future__ import annotations
 
+import json
+from time import monotonic
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
-from jobs.errors import ErrorInfo
+from jobs.errors import ErrorInfo, NotYet
 from jobs.models import InvoiceReceipt, Provider
-from jobs.ports import Claim
+from jobs.ports import Claim, Verification
 from worker.dead_letter import entry_fields
 from worker.error_json import error_to_json
 from worker.keys import Keys
@@ -33,6 +42,12 @@ BATCH_WINDOW_S = 0.002
 """How long a claim or transition waits for those of other jobs to share its
 round trip: under load ~5 calls go together (a round trip costs the worker
 ~70 us of CPU); alone, a call is 2 ms later, well within the pickup budget."""
+
+
+_RENEWING = frozenset(
+    {"heartbeat", "sending", "created", "verified", "verify_later", "send_started"}
+)
+"""Transitions whose script renews the lease (worker/lua/held.lua)."""
 
 
 class LeaseLost(Exception):
@@ -70,8 +85,33 @@ class HeldEntry:
     release_when_done: bool = False
     """Set by the holder when nothing follows a create (no send): `mark_created`
     then releases the record in the same script and `release` is a no-op."""
+    deadline: float = 0.0
+    """When the lease ends by this process's clock (`monotonic()`), set
+    conservatively: from the time *before* the script that granted or renewed
+    it was sent, plus the lease."""
+    request_started: bool = False
+    """`ensure_lease` let a request go: one may be in flight from then on."""
     _premarked: bool = False
     _released: bool = False
+
+    async def ensure_lease(self) -> None:
+        """Make sure the lease is valid, with a margin, for a request starting now.
+
+        No round trip while the lease is far from its end; close to it, one
+        renewal (`LeaseLost` if another holder took over).
+
+        Raises:
+            NotYet: still too close after renewing (a slow Redis): the job is
+                given up and runs again, rather than start a request that
+                could outlive a lease nobody can see.
+            LeaseLost: another worker holds the record now.
+        """
+        margin_s = self._transitions.margin_s
+        if monotonic() + margin_s > self.deadline:
+            await self._transitions.change(self, "heartbeat")
+            if monotonic() + margin_s > self.deadline:
+                raise NotYet(0.0, "lease too close to its end to start a request")
+        self.request_started = True
 
     async def mark_sending(self) -> None:
         """`queued|in_doubt -> sending`: a create request is about to leave.
@@ -84,14 +124,50 @@ class HeldEntry:
             return
         await self._transitions.change(self, "sending")
 
-    async def mark_created(self, receipt: InvoiceReceipt) -> None:
-        """`sending|in_doubt|queued -> created` (or `sent` if the receipt says so)."""
+    async def mark_created(self, receipt: InvoiceReceipt, *, verified: bool = True) -> float:
+        """`sending|in_doubt|queued -> created` (or `sent` if the receipt says so).
+
+        Args:
+            verified: False after an unknown outcome: the record becomes
+                unverified, to be looked up again once its landing window passed.
+
+        Returns:
+            Seconds until that verification is due (0.0 when verified).
+        """
         self._premarked = False
         flag = self.release_when_done
         reply = await self._transitions.change(
-            self, "created", receipt.model_dump_json(), flag=flag
+            self, "created", receipt.model_dump_json(), flag=flag, aux="" if verified else "1"
         )
         self._released = len(reply) > 2 and text(reply[2]) == "released"
+        return int(text(reply[3])) / 1000 if len(reply) > 3 else 0.0
+
+    async def mark_verified(self, verification: Verification) -> None:
+        """An unverified record's copies were resolved: store the keeper, count
+        the voided copies, put the open ones on the operator list."""
+        v = verification
+        data = {
+            "keeper": v.keeper.provider_id,
+            "sent": v.keeper.sent,
+            "voided": [
+                {"id": d.provider_id, "status": d.status, "found": found}
+                for found, group in ((False, v.voided), (True, v.found_voided))
+                for d in group
+            ],
+            "open": [
+                {"id": d.provider_id, "status": d.status, "sent": d.sent, "why": d.why}
+                for d in v.open
+            ],
+            "why": v.why,
+        }
+        await self._transitions.change(
+            self, "verified", json.dumps(data), aux=v.keeper.model_dump_json()
+        )
+
+    async def mark_verify_later(self, why: str) -> int:
+        """Postpone the verification (nothing voided on a view that lags); tries so far."""
+        reply = await self._transitions.change(self, "verify_later", why)
+        return int(text(reply[3]))
 
     async def mark_send_started(self) -> None:
         """On a created record: a send request is about to leave."""
@@ -115,6 +191,16 @@ class HeldEntry:
         data = error_to_json(error) if error is not None else ""
         await self._transitions.change(self, "retry", data, count_failure=count_failure)
 
+    async def wait(self, why: str) -> None:
+        """The job will run again later, and nothing failed (`jobs.errors.NotYet`,
+        or a cancellation before any request left): `sending -> queued`, other
+        states stay. Releases the record in the same step.
+
+        Only for a holder none of whose create requests may be in flight.
+        """
+        await self._transitions.change(self, "wait", why)
+        self._released = True
+
     async def dead_letter(
         self, error: ErrorInfo, *, attempts: int, exhausted: bool | None = None
     ) -> None:
@@ -132,32 +218,30 @@ class HeldEntry:
         """
         await self._transitions.dead_letter(self, error, attempts=attempts, exhausted=exhausted)
 
-    async def release(self, *, retry_not_before_s: float | None = None) -> None:
+    async def release(self) -> None:
         """Give the record back (job finished or deferred).
 
         If the record still needs work and its arq job is gone (another run of
         the same job finished it meanwhile), the job is written again. A no-op
-        when `mark_created` already released it.
-
-        Args:
-            retry_not_before_s: the holder was interrupted with a request
-                maybe in flight (`sending`, or a send started): its job runs
-                again no sooner than this, so the request can land before the
-                next claim looks the invoice up.
+        when `mark_created` already released it. A holder interrupted with a
+        request in flight needs no delay here: the next claim may look up at
+        once, and waits for the record's landing window itself.
         """
         if self._released:
             return
-        wait_ms = "" if retry_not_before_s is None else str(int(retry_not_before_s * 1000))
-        await self._transitions.change(self, "release", wait_ms)
+        await self._transitions.change(self, "release")
 
 
 class Transitions:
     """The scripts that change held records, on one Redis: shared by a
     `Ledger` and every entry it hands out."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, *, lease_ms: int) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, *, lease_ms: int, window_ms: int) -> None:
         self.redis = redis
         self.lease_ms = lease_ms
+        self.window_ms = window_ms
+        self.margin_s = min(1.0, lease_ms / 4000)
+        """How much of a lease must be left to start a request."""
         self.scripts = Scripts.register(redis)
         self.env = script_env(keys)
         # Claims and transitions of concurrent jobs share round trips.
@@ -168,10 +252,14 @@ class Transitions:
         entries = list(held)
         if not entries:
             return
+        started = monotonic()
         async with self.redis.pipeline(transaction=False) as pipe:
             for entry in entries:
                 await self.scripts.held(args=self._held_args(entry, "heartbeat"), client=pipe)
-            await pipe.execute()
+            replies = await pipe.execute()
+        for entry, reply in zip(entries, replies, strict=True):
+            if text(reply[0]) == "ok":
+                entry.deadline = started + self.lease_ms / 1000
 
     async def change(
         self,
@@ -181,16 +269,21 @@ class Transitions:
         *,
         count_failure: bool = False,
         flag: bool | None = None,
+        aux: str = "",
     ) -> Sequence[bytes | str]:
         """Run one held-entry transition (see `worker/lua/held.lua`); its reply.
 
-        `flag` is the script's op-specific flag (default: `count_failure`).
+        `flag` is the script's op-specific flag (default: `count_failure`),
+        `aux` its op-specific extra argument.
         """
         flagged = count_failure if flag is None else flag
+        started = monotonic()
         reply: Sequence[bytes | str] = await self.batch(
-            self.scripts.held, self._held_args(entry, op, data, flagged)
+            self.scripts.held, [*self._held_args(entry, op, data, flagged), aux]
         )
         self._check(entry, op, reply)
+        if op in _RENEWING and not (len(reply) > 2 and text(reply[2]) == "released"):
+            entry.deadline = started + self.lease_ms / 1000
         return reply
 
     async def dead_letter(
@@ -218,7 +311,17 @@ class Transitions:
         self, entry: HeldEntry, op: str, data: str = "", count_failure: bool = False
     ) -> list[str | int]:
         flag = "1" if count_failure else "0"
-        return [self.env, "", entry.invoice_key, entry.token, op, self.lease_ms, data, flag]
+        return [
+            self.env,
+            "",
+            entry.invoice_key,
+            entry.token,
+            op,
+            self.lease_ms,
+            data,
+            flag,
+            self.window_ms,
+        ]
 
     @staticmethod
     def _check(entry: HeldEntry, op: str, reply: Sequence[bytes | str]) -> None:

@@ -136,6 +136,16 @@ class Keys:
         """Sorted set: the dead-lettered invoice keys of one batch, scored by time (ms)."""
         return f"{self.prefix}dlq-batch:{batch_id}"
 
+    def duplicates(self) -> str:
+        """Sorted set: the operator list, invoice keys with a duplicate at the provider
+        that could not be voided (sent or paid), scored by when it was found (ms)."""
+        return f"{self.prefix}duplicates"
+
+    def duplicate(self, invoice_key: str) -> str:
+        """Hash: one operator-list entry (number, provider, keeper id, the other
+        copies with their status, why, when)."""
+        return f"{self.prefix}duplicate:{invoice_key}"
+
     def rate(self, provider: Provider, account: str) -> str:
         """Sorted set: request grant times of the last window (shared limiter)."""
         return f"{self.prefix}rate:{provider.value}:{account}"

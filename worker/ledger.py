@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -67,6 +68,13 @@ class LedgerRecord:
     updated_at_ms: int
     send_started: bool
     dead_lettered: bool
+    landing_until_ms: int = 0
+    """Until when a create request of ours may still land (0: none left)."""
+    unverified: bool = False
+    """Created after an unknown outcome, not yet looked up again."""
+    verify_after_ms: int = 0
+    voided_ids: tuple[str, ...] = ()
+    """Duplicate copies voided by this invoice's verifications."""
 
     @classmethod
     def parse(cls, invoice_key: str, raw: RawHash) -> LedgerRecord:
@@ -90,16 +98,29 @@ class LedgerRecord:
             updated_at_ms=int(h.get("updated_at_ms") or 0),
             send_started=h.get("send_started") == "1",
             dead_lettered=h.get("dlq") == "1",
+            landing_until_ms=int(h.get("landing_until_ms") or 0),
+            unverified=h.get("unverified") == "1",
+            verify_after_ms=int(h.get("verify_after_ms") or 0),
+            voided_ids=tuple(i for i in (h.get("voided_ids") or "").split(",") if i),
         )
 
 
 class Ledger:
     """The invoice ledger on one Redis."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, *, lease_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        *,
+        lease_s: float = 10.0,
+        landing_window_s: float = 300.0,
+    ) -> None:
         self.redis = redis
         self.keys = keys
-        self.transitions = Transitions(redis, keys, lease_ms=int(lease_s * 1000))
+        self.transitions = Transitions(
+            redis, keys, lease_ms=int(lease_s * 1000), window_ms=int(landing_window_s * 1000)
+        )
 
     async def get(self, invoice_key: str) -> LedgerRecord | None:
         """The record of `invoice_key`, or `None`."""
@@ -148,23 +169,16 @@ class Ledger:
         t = self.transitions
         token = secrets.token_hex(8)
         args: list[str | int] = [t.env, "", invoice_key, job_id, token, t.lease_ms]
-        if early_sending or pause_key:
-            args += ["1" if early_sending else "0", pause_key or ""]
+        args += ["1" if early_sending else "0", pause_key or "", t.window_ms]
+        started = time.monotonic()
         r = [text(v) for v in await t.batch(t.scripts.claim, args)]
         if r[0] != "held":
             return None
-        state, receipt_json, send_started, lookup = State(r[1]), r[2], r[3] == "1", r[4] == "1"
-        receipt = InvoiceReceipt.model_validate_json(receipt_json) if receipt_json else None
-        claim = Claim(
-            receipt=receipt if state is State.CREATED else None,
-            create_maybe_landed=state is State.IN_DOUBT or (state is State.QUEUED and lookup),
-            send_maybe_landed=state is State.CREATED and send_started,
-        )
         return HeldEntry(
             invoice_key=invoice_key,
             job_id=job_id,
             token=token,
-            claim=claim,
+            claim=_claim_of(r, t.window_ms),
             payload=r[5],
             provider=Provider(r[6]),
             account=r[7],
@@ -174,6 +188,7 @@ class Ledger:
             _transitions=t,
             pause_read=bool(pause_key),
             pause=pause_from_read(int(r[12]), int(r[14]), r[13]) if pause_key else None,
+            deadline=started + t.lease_ms / 1000,
             _premarked=r[11] == "1",
         )
 
@@ -192,3 +207,26 @@ class Ledger:
         t = self.transitions
         reply = await t.scripts.reap(args=[t.env, now, limit])
         return [text(v) for v in reply]
+
+
+def _claim_of(r: Sequence[str], window_ms: int) -> Claim:
+    """The `Claim` in a `held` reply of worker/lua/claim.lua."""
+    state, receipt_json, send_started, lookup = State(r[1]), r[2], r[3] == "1", r[4] == "1"
+    receipt = InvoiceReceipt.model_validate_json(receipt_json) if receipt_json else None
+    now_ms, landing_until_ms = int(r[14]), int(r[15])
+    if state is State.IN_DOUBT and landing_until_ms == 0:
+        # In doubt since before the ledger kept landing windows: assume its
+        # request left just now rather than that nothing can still land.
+        landing_until_ms = now_ms + window_ms
+    created = state in (State.CREATED, State.SENT)
+    return Claim(
+        receipt=receipt if created else None,
+        create_maybe_landed=state is State.IN_DOUBT or (state is State.QUEUED and lookup),
+        send_maybe_landed=state is State.CREATED and send_started,
+        now_ms=now_ms,
+        landing_until_ms=landing_until_ms,
+        unverified=r[16] == "1",
+        verify_after_ms=int(r[17]),
+        voided_ids=frozenset(i for i in r[18].split(",") if i),
+        verify_tries=int(r[19]),
+    )

@@ -6,7 +6,8 @@ acts on it (`worker.runner`: the ledger transition and arq's answer).
 
 | error                | counts a failure | decision                                        |
 |----------------------|------------------|-------------------------------------------------|
-| RateLimited          | no               | defer its `retry_after_s`                       |
+| NotYet (no error)    | no               | defer its `retry_after_s`, plus a small jitter  |
+| RateLimited          | no               | defer its `retry_after_s`, plus a small jitter  |
 | ConfigurationError   | no               | defer `PAUSE_RECHECK_S` (paused until resumed)  |
 | PermanentError       | no               | dead-letter                                     |
 | other TransientError | yes              | defer a backoff; once the budget is spent,      |
@@ -15,6 +16,11 @@ acts on it (`worker.runner`: the ledger transition and arq's answer).
 The budget (`RetrySettings`): failed attempts, the invoice's age, and arq's
 own try count (`worker.arq_job.MAX_TRIES`, a backstop: arq calls nothing
 once it is reached, so we must give up first).
+
+A wait (`NotYet`: a landing window, a lease too close to its end) or a
+rate limit is a floor: the job comes back no sooner, and up to
+`min(backoff_base_s, retry_after_s)` later, so the jobs turned away by one
+pause or one burst of timeouts do not all wake in the same millisecond.
 
 Backoff is exponential with *full* jitter (AWS Architecture Blog,
 "Exponential Backoff And Jitter"): the delay is drawn uniformly from zero to
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 from jobs.errors import (
     ConfigurationError,
     InvoiceError,
+    NotYet,
     PermanentError,
     RateLimited,
     TransientError,
@@ -96,7 +103,7 @@ def counts_as_failure(error: InvoiceError) -> bool:
 
 
 def decide(
-    error: InvoiceError,
+    error: InvoiceError | NotYet,
     attempt: Attempt,
     budget: RetrySettings,
     *,
@@ -105,10 +112,11 @@ def decide(
     """What follows `error` on `attempt`, within `budget` (see the table above).
 
     Args:
-        rng: the random source of the backoff (a seeded one for repeatable results).
+        rng: the random source of the backoff and jitter (a seeded one for
+            repeatable results).
     """
-    if isinstance(error, RateLimited):
-        return Defer(error.retry_after_s)
+    if isinstance(error, NotYet | RateLimited):
+        return Defer(not_before_s(error.retry_after_s, spread_s=budget.backoff_base_s, rng=rng))
     if isinstance(error, ConfigurationError):
         return Defer(PAUSE_RECHECK_S)
     if not isinstance(error, TransientError):
@@ -161,18 +169,19 @@ def retry_delay_s(
 ) -> float:
     """The delay before retrying after `error`, the job's `failures`-th failure.
 
-    A `RateLimited` error is retried after its `retry_after_s` plus a small
-    jitter (at most `min(base_s, retry_after_s)`), so jobs deferred by one
-    pause do not all come back in the same millisecond; never sooner. Every
-    other error gets `backoff_s(failures, ...)`. (`decide` defers a rate-limited
-    job by exactly its `retry_after_s`: when the crowd comes back, the shared
-    limiter spaces its requests anyway.)
+    A `RateLimited` error is retried after `not_before_s(retry_after_s)`;
+    every other error gets `backoff_s(failures, ...)`.
 
     Raises:
         ValueError: as `backoff_s`.
     """
     if isinstance(error, RateLimited):
-        floor_s = max(0.0, error.retry_after_s)
-        spread_s = min(base_s, floor_s)
-        return floor_s + _uniform(rng, spread_s)
+        return not_before_s(error.retry_after_s, spread_s=base_s, rng=rng)
     return backoff_s(failures, base_s=base_s, cap_s=cap_s, rng=rng)
+
+
+def not_before_s(floor_s: float, *, spread_s: float, rng: random.Random | None = None) -> float:
+    """`floor_s` plus a jitter uniform in `[0, min(spread_s, floor_s)]`: never
+    sooner than asked, and a crowd told the same floor comes back spread out."""
+    floor_s = max(0.0, floor_s)
+    return floor_s + _uniform(rng, min(spread_s, floor_s))

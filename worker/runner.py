@@ -7,11 +7,15 @@ ledger transition and one arq answer, as the retry policy decides
 | outcome              | ledger                          | arq                       |
 |----------------------|---------------------------------|---------------------------|
 | receipt              | created / sent                  | done                      |
-| RateLimited, paused  | unchanged, no failure counted   | Retry(defer=retry_after)  |
+| NotYet (a wait)      | unchanged, no failure counted   | Retry(defer=retry_after+) |
+| RateLimited, paused  | unchanged, no failure counted   | Retry(defer=retry_after+) |
 | ConfigurationError   | unchanged (provider paused)     | Retry(defer=pause check)  |
 | OutcomeUnknown       | in_doubt, failure counted       | Retry(backoff) or park    |
 | other TransientError | queued, failure counted         | Retry(backoff) or dead    |
 | PermanentError       | rejected + dead letter          | done                      |
+
+(`retry_after+`: the delay asked for plus a small jitter, never less.)
+Every `Retry` raised here is a `Deferred`, which says why.
 
 Dead-lettering happens here, on the run that spends the budget, because arq
 calls nothing after its last try (docs/design.md, "arq: what we rely on").
@@ -27,7 +31,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NoReturn, TypedDict
 
 from arq import Retry
 
@@ -36,6 +40,7 @@ from jobs.errors import (
     ConfigurationError,
     ErrorInfo,
     InvoiceError,
+    NotYet,
     OutcomeUnknown,
     RateLimited,
     TransientError,
@@ -68,6 +73,15 @@ class JobContext:
         return cls(runtime=ctx["runtime"], job_id=ctx["job_id"], job_try=int(ctx["job_try"]))
 
 
+class Deferred(Retry):
+    """arq's `Retry`, with why the job waits (`invoicer send` prints it)."""
+
+    def __init__(self, defer_s: float, why: str) -> None:
+        super().__init__(defer=defer_s)
+        self.defer_s = defer_s
+        self.why = why
+
+
 class JobResult(TypedDict):
     """What a job returns to arq (kept small: arq stores it)."""
 
@@ -83,22 +97,22 @@ async def create_invoice_job(ctx: dict[str, Any], invoice_key: str) -> JobResult
     if held is None:
         return JobResult(outcome="nothing_to_do", invoice_key=invoice_key)
     runtime.holding.add(held)
-    landing_s: float | None = None
     try:
         return await _run(runtime, held, job_try=job.job_try)
     except LeaseLost:
         log.warning("lease lost %s: another worker took it over", invoice_key)
         return JobResult(outcome="lease_lost", invoice_key=invoice_key)
     except asyncio.CancelledError:
-        # Cancelled mid-request (shutdown): the ledger says `sending` and the
-        # next claim turns that into a lookup, but the request we let go may
-        # still be processed for as long as we would have waited for its
-        # answer: a lookup before then could miss it and create it twice.
-        landing_s = runtime.settings.provider(held.provider).read_timeout_s
+        # Cancelled (shutdown). A create that may have left stays `sending`:
+        # the next claim looks up at once and waits out the landing window
+        # itself. One that never left goes back to the queue now, so the
+        # next worker need not wait a window for a request nobody sent.
+        if not held.request_started:
+            await asyncio.shield(_wait(held, "cancelled before any request left"))
         raise
     finally:
         runtime.holding.discard(held)
-        await asyncio.shield(_release(held, landing_s))
+        await asyncio.shield(_release(held))
 
 
 async def _claim(runtime: Runtime, invoice_key: str, job_id: str) -> HeldEntry | None:
@@ -134,6 +148,8 @@ async def _run(runtime: Runtime, held: HeldEntry, *, job_try: int) -> JobResult:
             ledger=held,
             limiter=limiter.with_pause_read(held.pause) if held.pause_read else limiter,
         )
+    except NotYet as wait:
+        await _not_yet(runtime, held, wait, job_try=job_try)
     except InvoiceError as error:
         return await _failed(runtime, held, error, job_try=job_try)
     except Exception as bug:
@@ -159,6 +175,16 @@ async def _park_after_bug(held: HeldEntry, bug: Exception) -> None:
     await held.dead_letter(info, attempts=held.failures + 1, exhausted=False)
 
 
+async def _not_yet(runtime: Runtime, held: HeldEntry, wait: NotYet, *, job_try: int) -> NoReturn:
+    """Defer the job: nothing failed, but acting now could create a duplicate."""
+    attempt = Attempt(held.failures, 0.0, job_try)
+    decision = decide(wait, attempt, runtime.settings.retry)
+    assert isinstance(decision, Defer)  # a wait is never dead-lettered
+    await held.wait(f"{wait.why} (again in {decision.delay_s:.1f}s)")
+    log.info("waiting %s %.1fs: %s", held.invoice_key, decision.delay_s, wait.why)
+    raise Deferred(decision.delay_s, wait.why)
+
+
 async def _failed(
     runtime: Runtime, held: HeldEntry, error: InvoiceError, *, job_try: int
 ) -> JobResult:
@@ -171,7 +197,7 @@ async def _failed(
             log.warning(
                 "retry %s in %.1fs %s", held.invoice_key, decision.delay_s, error.describe()
             )
-        raise Retry(defer=decision.delay_s)
+        raise Deferred(decision.delay_s, error.describe())
     await held.dead_letter(info, attempts=held.failures + 1, exhausted=decision.exhausted)
     log.warning("dead %s %s", held.invoice_key, error.describe())
     return JobResult(outcome="dead_lettered", invoice_key=held.invoice_key)
@@ -190,6 +216,11 @@ async def _record_try(held: HeldEntry, error: InvoiceError, info: ErrorInfo) -> 
     # A permanent error goes straight to the dead-letter queue.
 
 
-async def _release(held: HeldEntry, landing_s: float | None) -> None:
+async def _release(held: HeldEntry) -> None:
     with contextlib.suppress(LeaseLost):
-        await held.release(retry_not_before_s=landing_s)
+        await held.release()
+
+
+async def _wait(held: HeldEntry, why: str) -> None:
+    with contextlib.suppress(LeaseLost):
+        await held.wait(why)

@@ -83,7 +83,9 @@ class Runtime:
             settings=settings,
             redis=redis,
             keys=keys,
-            ledger=Ledger(redis, keys, lease_s=settings.lease_s),
+            ledger=Ledger(
+                redis, keys, lease_s=settings.lease_s, landing_window_s=settings.landing_window_s
+            ),
             providers={
                 p: TimedProvider(
                     make_provider(p, provider_config(settings.provider(p))), p, upkeep.metrics

@@ -29,6 +29,8 @@ from jobs.models import Provider
 
 MIN_TOKEN_CHARS = 16
 """Shortest bearer token or webhook secret accepted: a guessable one is no lock."""
+LANDING_MARGIN_S = 5.0
+"""The least a landing window must exceed connect + read timeout by."""
 _TOKEN_CHARS = re.compile(r"[!#-&(-~]+")
 """Printable ASCII except space, `"` and `'` (quotes are a pasting accident)."""
 
@@ -86,6 +88,10 @@ class Settings(_Frozen):
     retry: RetrySettings = RetrySettings()
     lease_s: float = Field(default=10.0, gt=0)
     """How long a worker's hold on a job lasts without a heartbeat."""
+    landing_window_s: float = Field(default=300.0, gt=0)
+    """How long after a create request left the provider may still process it
+    (docs/operations.md, "The landing window"): at least connect + read
+    timeout + `LANDING_MARGIN_S`."""
     poll_delay_s: float = Field(default=0.02, gt=0)
     concurrency: int = Field(default=100, gt=0)
     shutdown_wait_s: int = Field(default=30, ge=0)
@@ -117,6 +123,22 @@ class Settings(_Frozen):
         if not _TOKEN_CHARS.fullmatch(text):
             raise ValueError("must be printable ASCII without spaces or quotes")
         return value
+
+    @model_validator(mode="after")
+    def _window_covers_a_request(self) -> Settings:
+        # A window shorter than our own wait for an answer would let a
+        # lookup run while the request it looks for is still being answered.
+        least = max(
+            p.connect_timeout_s + p.read_timeout_s + LANDING_MARGIN_S
+            for p in (self.maast, self.stax)
+        )
+        if self.landing_window_s < least:
+            raise ValueError(
+                f"invalid setting INVOICER_LANDING_WINDOW_S: {self.landing_window_s:g} s is "
+                f"shorter than connect + read timeout + {LANDING_MARGIN_S:g} s = {least:g} s: "
+                "raise it (default 300) or lower INVOICER_READ_TIMEOUT_S"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tokens_differ(self) -> Settings:
@@ -233,6 +255,7 @@ def _build(env: Mapping[str, str]) -> Settings:
                 redis_prefix=get("INVOICER_REDIS_PREFIX"),
                 data_dir=get("INVOICER_DATA_DIR"),
                 lease_s=get("INVOICER_LEASE_S"),
+                landing_window_s=get("INVOICER_LANDING_WINDOW_S"),
                 poll_delay_s=get("INVOICER_POLL_DELAY_S"),
                 concurrency=get("INVOICER_CONCURRENCY"),
                 shutdown_wait_s=get("INVOICER_SHUTDOWN_WAIT_S"),

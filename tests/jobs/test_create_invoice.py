@@ -23,6 +23,7 @@ from jobs.errors import (
     InvoiceError,
     InvoiceInvalid,
     InvoiceRejected,
+    NotYet,
     OutcomeUnknown,
     ProviderUnavailable,
     RateLimited,
@@ -87,6 +88,7 @@ async def test_fresh_invoice_is_created_once_in_order() -> None:
         "provider.validate",
         "limiter.acquire",
         "ledger.mark_sending",
+        "ledger.ensure_lease",
         "provider.create",
         "limiter.record",
         "ledger.mark_created",
@@ -137,7 +139,7 @@ async def test_maybe_landed_and_found_adopts_without_create() -> None:
     receipt = await run(f, invoice, Claim(create_maybe_landed=True))
     # Then it looked, found, recorded, and never created
     assert provider_calls(f) == ["find"]
-    assert f.journal[:2] == ["limiter.acquire", "provider.find"]
+    assert f.journal[:3] == ["limiter.acquire", "ledger.ensure_lease", "provider.find"]
     assert f.ledger.transitions == ["mark_created"]
     assert receipt.provider_id == "held-1"
     assert f.provider.count("INV-1") == 1
@@ -258,7 +260,7 @@ async def test_send_maybe_landed_and_found_sent_sends_nothing() -> None:
     invoice = make_invoice(send=True)
     f.provider.hold(receipt_for(invoice, sent=True))
     claim = f.ledger.preset("created", receipt_for(invoice), send_started=True)
-    assert claim == Claim(receipt=receipt_for(invoice), send_maybe_landed=True)
+    assert claim.receipt == receipt_for(invoice) and claim.send_maybe_landed
     sent = await run(f, invoice, claim)
     assert provider_calls(f) == ["find"] and sent.sent
     assert f.ledger.transitions == ["mark_sent"]
@@ -312,6 +314,10 @@ async def test_every_provider_call_is_preceded_by_acquire_and_followed_by_record
         assert (acquire, record) == ("limiter.acquire", "limiter.record"), calls
         assert call.startswith("provider."), calls
     assert len(f.limiter.recorded) == len(provider_calls(f))
+    # and the lease check is the very last step before each request leaves
+    for i, entry in enumerate(f.journal):
+        if entry.startswith("provider.") and entry != "provider.validate":
+            assert f.journal[i - 1] == "ledger.ensure_lease", f.journal
 
 
 # -- exactly once, over random retry histories --------------------------------------------
@@ -330,6 +336,9 @@ async def retry_loop(f: Fakes, invoice: Invoice, max_runs: int) -> InvoiceReceip
         claim = f.ledger.claim()
         try:
             return await run(f, invoice, claim)
+        except NotYet as wait:
+            f.ledger.after_failure(wait)
+            f.ledger.advance(wait.retry_after_s)
         except TransientError as error:
             f.ledger.after_failure(error)
             assert f.provider.count(invoice.number) <= 1

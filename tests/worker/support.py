@@ -42,6 +42,7 @@ def worker_env(redis_url: str, sandbox_url: str, **extra: str) -> dict[str, str]
         STAX_BASE_URL=sandbox_url,
         STAX_API_KEY=DEFAULT_STAX_KEY,
         INVOICER_LEASE_S="2",
+        INVOICER_CONNECT_TIMEOUT_S="0.5",
         INVOICER_READ_TIMEOUT_S="0.5",
         INVOICER_BACKOFF_BASE_S="0.05",
         INVOICER_BACKOFF_CAP_S="0.5",
@@ -49,6 +50,11 @@ def worker_env(redis_url: str, sandbox_url: str, **extra: str) -> dict[str, str]
         PYTHONPATH=str(ROOT),
     )
     env.update(extra)
+    if "INVOICER_LANDING_WINDOW_S" not in extra:
+        # The shortest window the settings accept: an invoice in doubt waits
+        # it out (lease + window) before it is created again or verified.
+        least = float(env["INVOICER_CONNECT_TIMEOUT_S"]) + float(env["INVOICER_READ_TIMEOUT_S"]) + 5
+        env["INVOICER_LANDING_WINDOW_S"] = f"{least:g}"
     return env
 
 

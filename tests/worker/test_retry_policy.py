@@ -14,6 +14,7 @@ from jobs.errors import (
     InvoiceError,
     InvoiceInvalid,
     InvoiceRejected,
+    NotYet,
     OutcomeUnknown,
     PermanentError,
     ProviderUnavailable,
@@ -112,10 +113,27 @@ def test_other_errors_use_the_exponential_backoff(error: InvoiceError) -> None:
     assert 0.0 <= got <= 16.0
 
 
-def test_waits_are_deferred_as_asked_and_count_no_failure() -> None:
+@pytest.mark.parametrize(
+    "wait",
+    [RateLimited("429", retry_after_s=7.0, status=429), NotYet(7.0, "landing window")],
+    ids=["rate_limited", "not_yet"],
+)
+def test_waits_are_deferred_no_sooner_than_asked_and_spread(wait: RateLimited | NotYet) -> None:
+    late = Attempt(failures=2, age_s=1e9, job_try=MAX_TRIES)  # a budget long spent
+    rng = random.Random(5)
+    delays = []
+    for _ in range(300):
+        decision = decide(wait, late, BUDGET, rng=rng)
+        assert isinstance(decision, Defer)
+        delays.append(decision.delay_s)
+    assert all(7.0 <= d <= 7.0 + BUDGET.backoff_base_s for d in delays)
+    # a crowd deferred by one pause or one landing window does not wake together
+    assert max(delays) - min(delays) > BUDGET.backoff_base_s / 2
+
+
+def test_waits_count_no_failure() -> None:
     late = Attempt(failures=2, age_s=1e9, job_try=MAX_TRIES)  # a budget long spent
     limited = RateLimited("429", retry_after_s=7.0, status=429)
-    assert decide(limited, late, BUDGET) == Defer(7.0)
     refused = ConfigurationError("API key refused", status=401)
     assert decide(refused, late, BUDGET) == Defer(PAUSE_RECHECK_S)
     assert not counts_as_failure(limited) and not counts_as_failure(refused)

@@ -117,6 +117,14 @@ class Rig:
         assert defer_ms is not None, "Retry without a delay: arq would retry at once"
         return defer_ms / 1000
 
+    async def pass_landing_window(self, key: str = KEY) -> None:
+        """As if the record's landing window (and verification time) were over."""
+        ledger_key = self.runtime.keys.ledger(key)
+        past = await server_ms(self) - 1
+        for name in ("landing_until_ms", "verify_after_ms"):
+            if await self.runtime.redis.hexists(ledger_key, name):  # type: ignore[misc]
+                await self.runtime.redis.hset(ledger_key, name, str(past))  # type: ignore[misc]
+
     async def dead_letter(self, key: str = KEY) -> DeadLetter:
         entry = await DeadLetters(self.runtime.redis, self.runtime.keys).get(key)
         assert entry is not None
@@ -125,6 +133,12 @@ class Rig:
     async def paused(self) -> PauseState | None:
         r = self.runtime
         return await pause_state(r.redis, r.keys, self.provider.provider, "default")
+
+
+async def server_ms(rig: Rig) -> int:
+    """The Redis server's time (the ledger's clock), in ms."""
+    seconds, micros = await rig.runtime.redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def build_rig(redis: aioredis.Redis, name: Provider) -> Rig:
@@ -136,7 +150,9 @@ def build_rig(redis: aioredis.Redis, name: Provider) -> Rig:
         settings=settings,
         redis=redis,
         keys=keys,
-        ledger=Ledger(redis, keys, lease_s=settings.lease_s),
+        ledger=Ledger(
+            redis, keys, lease_s=settings.lease_s, landing_window_s=settings.landing_window_s
+        ),
         providers={name: provider},
         limiters={name: ProviderLimiter(redis, keys, settings.provider(name))},
     )
@@ -185,7 +201,7 @@ TABLE = {
         RateLimited("slow down", retry_after_s=7, status=429),
         State.QUEUED,
         0,
-        defer_s=(7, 7),
+        defer_s=(7, 7 + BACKOFF_BASE_S),  # never sooner, jittered (worker.retry_policy)
         paused=True,
     ),
     "configuration": Row(
@@ -295,7 +311,7 @@ async def test_a_paused_provider_defers_without_any_request(rig: Rig) -> None:
     r = rig.runtime
     await pause_provider(r.redis, r.keys, Provider.MAAST, "default", "operator", ttl_s=30)
     delay_s = await rig.retry()
-    assert 25 <= delay_s <= 30
+    assert 25 <= delay_s <= 30 + BACKOFF_BASE_S
     assert [kind for kind, _ in rig.provider.calls if kind != "validate"] == []
     record = await rig.record()
     assert (record.state, record.failures) == (State.QUEUED, 0)
@@ -324,10 +340,10 @@ async def test_a_rate_limited_provider_is_paced_and_paused_alike(
     # When one create is answered 429
     await rig.enqueue(make_invoice("INV-2"))
     rig.provider.script("create", RateLimited("429", retry_after_s=20, status=429))
-    assert await rig.retry("stax:INV-2") == 20
+    assert 20 <= await rig.retry("stax:INV-2") <= 20 + BACKOFF_BASE_S
     # Then the next job is deferred for the pause without a request
     await rig.enqueue(make_invoice("INV-3"))
-    assert 15 <= await rig.retry("stax:INV-3") <= 20
+    assert 15 <= await rig.retry("stax:INV-3") <= 20 + BACKOFF_BASE_S
     assert rig.provider.calls_of("create") == 2
     for key in ("stax:INV-2", "stax:INV-3"):
         record = await rig.record(key)
@@ -352,10 +368,12 @@ async def test_spent_budget_dead_letters(
     # Given a provider that keeps failing transiently
     await rig.enqueue(make_invoice())
     rig.provider.script("create", *[error] * MAX_ATTEMPTS)
-    # When the job has used all but one attempt
+    # When the job has used all but one attempt (each in-doubt try waits
+    # out its landing window: a lookup before then proves nothing)
     for failures in range(1, MAX_ATTEMPTS):
         await rig.retry()
         assert (await rig.record()).failures == failures
+        await rig.pass_landing_window()
     # Then the last one dead-letters instead of asking arq to retry
     assert (await rig.run())["outcome"] == "dead_lettered"
     record = await rig.record()
@@ -403,14 +421,29 @@ async def test_landed_create_is_found_not_created_again(rig: Rig) -> None:
     assert record.receipt.provider_id == rig.provider.held["INV-1"][0].provider_id
 
 
-async def test_in_doubt_not_found_is_created_after_lookup(rig: Rig) -> None:
+async def test_in_doubt_not_found_waits_out_the_landing_window_then_creates(rig: Rig) -> None:
+    # Given a create whose outcome is unknown (it did not land)
     await rig.enqueue(make_invoice())
     rig.provider.script("create", OutcomeUnknown("read timeout"))
     await rig.retry()
+    landing_until_ms = (await rig.record()).landing_until_ms
+    # When the job runs again at once: it looks up, finds nothing, and waits
+    # (no failure counted) until the request could no longer land
+    delay_s = await rig.retry()
+    now_ms = await server_ms(rig)
+    lease_s, window_s = rig.runtime.settings.lease_s, rig.runtime.settings.landing_window_s
+    assert landing_until_ms - 1000 <= now_ms + delay_s * 1000 <= landing_until_ms + 2000
+    assert landing_until_ms > now_ms + (window_s + lease_s - 5) * 1000
+    record = await rig.record()
+    assert (record.state, record.failures) == (State.IN_DOUBT, 1)
+    assert "waiting" in [e["event"] for e in await rig.ledger.history(KEY)]
+    # Then, the window passed, it looks up again and only then creates
+    await rig.pass_landing_window()
     assert (await rig.run())["outcome"] == "created"
     assert [k for k, _ in rig.provider.calls] == [
         "validate",
         "create",
+        "find",
         "find",
         "validate",
         "create",

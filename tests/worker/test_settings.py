@@ -26,6 +26,7 @@ def test_defaults_from_an_empty_environment() -> None:
     assert settings.maast.base_url == "https://api-test.maast.com"
     assert settings.redis_url is None and settings.redis_prefix == "invoicer:"
     assert settings.retry.max_attempts == 8
+    assert settings.landing_window_s == 300
     assert settings.provider(Provider.STAX) is settings.stax
     assert settings.provider(Provider.MAAST) is settings.maast
 
@@ -91,12 +92,26 @@ def test_missing_env_file_is_fine(tmp_path: Path) -> None:
         ("INVOICER_CONCURRENCY", "1.5"),
         ("INVOICER_READ_TIMEOUT_S", "0"),
         ("INVOICER_ARQ_PROVIDER", "paypal"),
+        ("INVOICER_LANDING_WINDOW_S", "0"),
+        ("INVOICER_LANDING_WINDOW_S", "later"),
     ],
 )
 def test_invalid_value_names_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         load_settings({variable: value}, env_file=None)
     assert variable in str(caught.value)
+
+
+def test_a_landing_window_shorter_than_a_request_can_take_is_refused() -> None:
+    # connect 5 s + read 30 s + the 5 s margin: 40 s at least
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({"INVOICER_LANDING_WINDOW_S": "39"}, env_file=None)
+    message = str(caught.value)
+    assert message.startswith("invalid setting INVOICER_LANDING_WINDOW_S")
+    assert "40 s" in message and "\n" not in message
+    assert load_settings({"INVOICER_LANDING_WINDOW_S": "40"}, env_file=None).landing_window_s == 40
+    shorter = {"INVOICER_READ_TIMEOUT_S": "1", "INVOICER_CONNECT_TIMEOUT_S": "1"}
+    assert load_settings({**shorter, "INVOICER_LANDING_WINDOW_S": "7"}, env_file=None)
 
 
 def test_invalid_value_in_env_file_names_the_variable(tmp_path: Path) -> None:

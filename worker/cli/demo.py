@@ -137,6 +137,7 @@ def _demo_settings(base: Settings, redis_url: str, sandbox_url: str, rate: float
             "api_key": SecretStr(DEFAULT_MAAST_KEY),
             "account": "default",
             "rate_per_minute": rate,
+            "connect_timeout_s": 1.0,
             "read_timeout_s": 1.0,
         }
     )
@@ -148,6 +149,10 @@ def _demo_settings(base: Settings, redis_url: str, sandbox_url: str, rate: float
             "maast": maast,
             "retry": retry,
             "lease_s": 3.0,
+            # The shortest window the settings accept for these timeouts (a
+            # local sandbox answers at once or never): an invoice in doubt
+            # waits it out, then is looked up again (docs/operations.md).
+            "landing_window_s": 7.0,
         }
     )
 

@@ -19,7 +19,7 @@ from aiolimiter import AsyncLimiter
 from jobs.create_invoice import create_invoice
 from jobs.errors import InvoiceError, RateLimited
 from jobs.models import InvoiceReceipt, Provider
-from jobs.ports import Claim, InvoiceProvider, PreparedRequest
+from jobs.ports import Claim, InvoiceProvider, PreparedRequest, Verification
 from jobs.providers import make_provider
 from jobs.providers.json_body import dumps
 from jobs.sources import Record, RecordError, SourceError, read_invoices
@@ -109,8 +109,15 @@ def _created_line(line: int, number: str, receipt: InvoiceReceipt) -> str:
 class _NoLedger:
     """The direct path records nothing: it prints instead."""
 
+    async def ensure_lease(self) -> None: ...
     async def mark_sending(self) -> None: ...
-    async def mark_created(self, receipt: InvoiceReceipt) -> None: ...
+    async def mark_created(self, receipt: InvoiceReceipt, *, verified: bool = True) -> float:
+        return 0.0
+
+    async def mark_verified(self, verification: Verification) -> None: ...
+    async def mark_verify_later(self, why: str) -> int:
+        return 0
+
     async def mark_send_started(self) -> None: ...
     async def mark_sent(self, receipt: InvoiceReceipt) -> None: ...
 

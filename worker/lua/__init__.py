@@ -62,6 +62,8 @@ def script_env(keys: Keys) -> str:
         "account_totals": _template(keys.account_totals(_HOLE)),
         "leases": keys.leases(),
         "dead_letters": keys.dead_letters(),
+        "duplicates": keys.duplicates(),
+        "duplicate": _template(keys.duplicate(_HOLE)),
         "queue": {p.value: keys.queue(p) for p in Provider},
         "throughput": {p.value: keys.throughput(p) for p in Provider},
         "per_minute": {p.value: _template(keys.per_minute(p, _HOLE)) for p in Provider},

@@ -21,7 +21,7 @@ end
 local function cancel_one(ik)
   local rec = ledger_key(ik)
   local r = redis.call('HMGET', rec, 'state', 'batch', 'provider', 'job_id', 'lease_token',
-    'lease_until_ms', 'dlq', 'send', 'send_started', 'lookup')
+    'lease_until_ms', 'dlq', 'send', 'send_started', 'lookup', 'unverified')
   local state, provider, jid = r[1], r[3], r[4]
   if not state then return 'missing' end
   if r[2] ~= batch then return 'moved' end
@@ -37,7 +37,9 @@ local function cancel_one(ik)
     return 'cancelled'
   end
   if state == 'created' and r[8] == '1' and r[9] ~= '1' then
-    drop_job(provider, jid)
+    -- An unverified draft keeps its job: its duplicates must still be
+    -- looked for and voided; only the send is cancelled.
+    if r[11] ~= '1' then drop_job(provider, jid) end
     redis.call('HDEL', rec, 'lease_token', 'lease_until_ms')
     redis.call('ZREM', E.leases, ik)
     redis.call('HSET', rec, 'send', '0', 'cancelled', '1')

@@ -137,11 +137,25 @@ local function write_job(provider, ik, jid, score)
   redis.call('ZADD', E.queue[provider], score, jid)
 end
 
--- Does the record still need a worker to act on it?
-local function needs_job(state, dlq, send)
+-- Does the record still need a worker to act on it? An unverified invoice
+-- does: once its landing window has passed, its copies are looked up again.
+local function needs_job(state, dlq, send, unverified)
   if dlq == '1' then return false end
+  if unverified == '1' and (state == 'created' or state == 'sent') then return true end
   return state == 'queued' or state == 'sending' or state == 'in_doubt'
     or (state == 'created' and send == '1')
+end
+
+-- While a record is `sending`, a create request of ours may leave. A holder
+-- starts one only while its lease is valid (worker.held), so every request
+-- that left, left before the lease's end: it is processed by lease end +
+-- landing window at the latest. `cur` is the stored landing_until_ms (or
+-- nil); returns the new one (it never moves back).
+local function extend_landing(rec, cur, lease_ms, window_ms)
+  local old, new = tonumber(cur or '0') or 0, NOW + lease_ms + window_ms
+  if new <= old then return old end
+  redis.call('HSET', rec, 'landing_until_ms', new)
+  return new
 end
 
 -- Make sure a job exists and is queued: never lose an invoice that needs

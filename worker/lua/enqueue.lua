@@ -1,7 +1,9 @@
 -- Enqueue invoices (or requeue a dead letter), each atomically (the whole
 -- call is: Redis runs one script at a time). One call takes a slice of a
 -- chunk, so the key environment is decoded once per slice, not per invoice.
--- ARGV: 3 provider, 4 account, 5 batch, 6 mode ("enqueue"/"requeue"), then
+-- ARGV: 3 provider, 4 account, 5 batch, 6 mode ("enqueue"/"requeue"/"direct":
+-- `invoicer send`, whose new records are looked up before their create, in
+-- case an earlier run without a ledger created them), then
 -- per invoice 5 values: invoice key, fingerprint, payload, number, send ("1"/"0").
 -- Returns {outcome, detail} per invoice, flattened: detail is the state met.
 local provider, account, batch, mode = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -29,13 +31,14 @@ local function enqueue_one(ik, fp, payload, number, send)
       'account', account, 'number', number, 'batch', batch, 'generation', 1,
       'job_id', job_id_of(ik, 1), 'failures', 0, 'first_at_ms', NOW, 'updated_at_ms', NOW,
       'send', send, 'dlq', '0')
+    if mode == 'direct' then redis.call('HSET', rec, 'lookup', '1') end
     join(batch, 'queued', ik)
     write_job(provider, ik, job_id_of(ik, 1), NOW)
     event(ik, 'enqueued', 'queued', batch)
     return {'accepted', ''}
   end
 
-  local cur = redis.call('HMGET', rec, 'fp', 'batch', 'generation', 'dlq')
+  local cur = redis.call('HMGET', rec, 'fp', 'batch', 'generation', 'dlq', 'unverified')
   local old_fp, old_batch, gen, dlq = cur[1], cur[2], tonumber(cur[3]), cur[4]
 
   if state == 'rejected' or state == 'discarded' then
@@ -52,9 +55,9 @@ local function enqueue_one(ik, fp, payload, number, send)
 
   if mode == 'requeue' and dlq == '1' then
     drop_dead_letter()
-    if state == 'in_doubt' or (state == 'created' and send == '1') then
+    if state == 'in_doubt' or (state == 'created' and send == '1') or cur[5] == '1' then
       -- Keep the state: an in-doubt invoice is looked up before any create,
-      -- a created one is only sent.
+      -- a created one is only verified (if unverified) and sent.
       redis.call('HSET', rec, 'failures', 0)
       new_generation(gen + 1)
       event(ik, 'requeued', state, '')
