@@ -54,7 +54,12 @@ async def create_invoice(
             wait_s = (claim.landing_until_ms - claim.now_ms) / 1000
             raise NotYet(wait_s, "not found while an earlier create may still land")
     if receipt is None:
-        receipt = await _create(invoice, provider=provider, ledger=ledger, limiter=limiter)
+        # After an unknown outcome, Stax must not send on create: a copy that
+        # landed late would reach the customer too (docs/operations.md).
+        send_now = invoice.send and not claim.outcome_was_unknown
+        receipt = await _create(
+            invoice, send_now=send_now, provider=provider, ledger=ledger, limiter=limiter
+        )
     if invoice.send and not receipt.sent:
         receipt = await _send(
             invoice, receipt, claim, provider=provider, ledger=ledger, limiter=limiter
@@ -63,7 +68,12 @@ async def create_invoice(
 
 
 async def _create(
-    invoice: Invoice, *, provider: InvoiceProvider, ledger: LedgerEntry, limiter: Limiter
+    invoice: Invoice,
+    *,
+    send_now: bool,
+    provider: InvoiceProvider,
+    ledger: LedgerEntry,
+    limiter: Limiter,
 ) -> InvoiceReceipt:
     # The one validation per create, here rather than in `provider.create`:
     # whichever provider object it is given, this procedure never sends an
@@ -73,7 +83,7 @@ async def _create(
     await ledger.mark_sending()
     await ledger.ensure_lease()
     try:
-        receipt = await _call(limiter, provider.create(invoice, send_now=invoice.send))
+        receipt = await _call(limiter, provider.create(invoice, send_now=send_now))
     except InvoiceConflict:
         # The provider already holds this number (Maast can be set to refuse
         # duplicates). If it is ours, an earlier attempt landed: adopt it.

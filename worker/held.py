@@ -21,9 +21,9 @@ does (`worker.retry_policy`), through `HeldEntry`.
 from __future__ import annotations
 
 import json
-from time import monotonic
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from time import monotonic
 
 import redis.asyncio as aioredis
 
