@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from bench import enqueue, limit_fidelity, overhead, pickup, web
+from bench import dashboard, enqueue, limit_fidelity, overhead, pickup, web
 from bench.common import Bench, Goal, bench_env, machine
 
 GOALS: dict[str, Callable[[Bench], Awaitable[Goal]]] = {
@@ -23,6 +23,7 @@ GOALS: dict[str, Callable[[Bench], Awaitable[Goal]]] = {
     "pickup": pickup.run,
     "enqueue": enqueue.run,
     "web": web.run,
+    "dashboard": dashboard.run,
 }
 
 

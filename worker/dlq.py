@@ -37,14 +37,17 @@ class DeadLetters:
         self.discard_script = Scripts.register(redis).discard
 
     async def count(self, *, batch: str | None = None, reason: str | None = None) -> int:
-        """How many invoices are parked (of one batch, or with one reason)."""
-        if batch is not None and reason is not None:
-            return len([e async for e in self._scan(batch=batch, reason=reason)])
+        """How many invoices are parked (of one batch and/or with one reason): one read."""
         return int(await self.redis.zcard(self._index(batch=batch, reason=reason)))
 
-    async def reason_counts(self) -> dict[str, int]:
-        """How many entries each reason has, most first (a maintained counter: one read)."""
-        raw = await cast(Awaitable[RawHash], self.redis.hgetall(self.keys.dead_letter_reasons()))
+    async def reason_counts(self, *, batch: str | None = None) -> dict[str, int]:
+        """How many entries (of `batch`) each reason has, most first (a maintained counter)."""
+        counter = (
+            self.keys.dead_letter_reasons()
+            if batch is None
+            else self.keys.dead_letter_reasons_of_batch(batch)
+        )
+        raw = await cast(Awaitable[RawHash], self.redis.hgetall(counter))
         counts = {reason: int(n) for reason, n in decoded(raw).items() if int(n) > 0}
         return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
@@ -65,9 +68,9 @@ class DeadLetters:
         """Entries, newest first, optionally of one batch, reason and/or provider."""
         found: list[DeadLetter] = []
         skipped = 0
-        # With at most one of batch and reason the index holds exactly those
-        # entries: start at `offset` in it instead of reading the ones before.
-        exact = provider is None and (batch is None or reason is None)
+        # Without a provider filter the index holds exactly the matches: start
+        # at `offset` in it instead of reading the entries before.
+        exact = provider is None
         start = offset if exact else 0
         async for entry in self._scan(batch=batch, reason=reason, provider=provider, start=start):
             if not exact and skipped < offset:
@@ -165,7 +168,9 @@ class DeadLetters:
         return rows
 
     def _index(self, *, batch: str | None = None, reason: str | None = None) -> str:
-        """The smallest maintained index holding every entry the filters allow."""
+        """The maintained index holding exactly the entries of `batch` and/or `reason`."""
+        if batch is not None and reason is not None:
+            return self.keys.dead_letters_of_batch_reason(batch, reason)
         if reason is not None:
             return self.keys.dead_letters_by_reason(reason)
         if batch is not None:
@@ -180,8 +185,8 @@ class DeadLetters:
         provider: Provider | None = None,
         start: int = 0,
     ) -> AsyncIterator[DeadLetter]:
-        """Entries newest first from rank `start` of the narrowest index (by
-        reason, by batch or all), the other filter applied here; never KEYS."""
+        """Entries newest first from rank `start` of the index of `batch` and/or
+        `reason` (or all), `provider` checked here; never KEYS."""
         index = self._index(batch=batch, reason=reason)
         while page := await self._page(index, start):
             for entry in page:

@@ -146,6 +146,14 @@ class Keys:
         copies with their status, why, when)."""
         return f"{self.prefix}duplicate:{invoice_key}"
 
+    def dead_letter_reasons_of_batch(self, batch_id: str) -> str:
+        """Hash: reason -> how many of one batch's dead letters have it."""
+        return f"{self.prefix}dlq-batch-reasons:{batch_id}"
+
+    def dead_letters_of_batch_reason(self, batch_id: str, reason: str) -> str:
+        """Sorted set: one batch's dead-lettered invoice keys with one reason, by time (ms)."""
+        return f"{self.prefix}dlq-batch-reason:{batch_id}:{reason}"
+
     def rate(self, provider: Provider, account: str) -> str:
         """Sorted set: request grant times of the last window (shared limiter)."""
         return f"{self.prefix}rate:{provider.value}:{account}"

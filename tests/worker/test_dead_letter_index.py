@@ -56,6 +56,13 @@ async def assert_indexes_match(redis: aioredis.Redis, dlq: DeadLetters) -> None:
     for batch, members in by_batch.items():
         indexed = await redis.zrange(KEYS.dead_letters_of_batch(batch), 0, -1)
         assert {m.decode() for m in indexed} == members
+        of_batch = {e.reason for e in entries if e.batch == batch}
+        assert await dlq.reason_counts(batch=batch) == {
+            r: len([e for e in entries if e.batch == batch and e.reason == r]) for r in of_batch
+        }
+        for reason in of_batch:
+            both = await redis.zrange(KEYS.dead_letters_of_batch_reason(batch, reason), 0, -1)
+            assert {m.decode() for m in both} == by_reason[reason] & members
 
 
 async def test_counts_by_reason_and_filtered_lists_read_the_indexes(
@@ -106,6 +113,7 @@ async def test_requeue_discard_and_parking_again_keep_the_indexes_exact(
     assert await dlq.reason_counts() == {}
     assert await redis_client.exists(KEYS.dead_letter_reasons()) == 0
     assert await redis_client.exists(KEYS.dead_letters_of_batch(report.batch_id)) == 0
+    assert await redis_client.exists(KEYS.dead_letter_reasons_of_batch(report.batch_id)) == 0
     await assert_counts_match(redis_client, ledger)
 
 

@@ -57,6 +57,8 @@ def script_env(keys: Keys) -> str:
         "dlq_reasons": keys.dead_letter_reasons(),
         "dlq_reason": _template(keys.dead_letters_by_reason(_HOLE)),
         "dlq_batch": _template(keys.dead_letters_of_batch(_HOLE)),
+        "dlq_batch_reasons": _template(keys.dead_letter_reasons_of_batch(_HOLE)),
+        "dlq_batch_reason": _template(keys.dead_letters_of_batch_reason(_HOLE, "")),
         "job_id": [before, after[:-1]],
         "totals": keys.totals(),
         "account_totals": _template(keys.account_totals(_HOLE)),

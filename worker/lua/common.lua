@@ -97,26 +97,32 @@ local function move(rec, ik, batch, provider, from, to, name, detail)
 end
 
 -- The dead-letter indexes: every entry is in the main index (newest first),
--- in its reason's and its batch's, and counted per reason, so listing,
--- filtering and grouping read indexes, never every entry. Call `dlq_unindex`
--- before an entry's reason or batch changes or it is deleted, `dlq_index`
--- once it is written.
+-- in its reason's, its batch's and its batch-and-reason's, and counted per
+-- reason (overall and per batch), so listing, filtering and grouping read
+-- indexes, never every entry. Call `dlq_unindex` before an entry's reason or
+-- batch changes or it is deleted, `dlq_index` once it is written.
+local function uncount(hash, field)
+  if redis.call('HINCRBY', hash, field, -1) <= 0 then redis.call('HDEL', hash, field) end
+end
+
 local function dlq_unindex(ik)
   local old = redis.call('HMGET', key(E.dead_letter, ik), 'reason', 'batch')
   if redis.call('ZREM', E.dead_letters, ik) == 0 then return end
   local reason, batch = old[1] or '', old[2] or ''
   redis.call('ZREM', key(E.dlq_reason, reason), ik)
   redis.call('ZREM', key(E.dlq_batch, batch), ik)
-  if redis.call('HINCRBY', E.dlq_reasons, reason, -1) <= 0 then
-    redis.call('HDEL', E.dlq_reasons, reason)
-  end
+  redis.call('ZREM', E.dlq_batch_reason[1] .. batch .. E.dlq_batch_reason[2] .. reason, ik)
+  uncount(E.dlq_reasons, reason)
+  uncount(key(E.dlq_batch_reasons, batch), reason)
 end
 
 local function dlq_index(ik, reason, batch)
   redis.call('ZADD', E.dead_letters, NOW, ik)
   redis.call('ZADD', key(E.dlq_reason, reason), NOW, ik)
   redis.call('ZADD', key(E.dlq_batch, batch), NOW, ik)
+  redis.call('ZADD', E.dlq_batch_reason[1] .. batch .. E.dlq_batch_reason[2] .. reason, NOW, ik)
   redis.call('HINCRBY', E.dlq_reasons, reason, 1)
+  redis.call('HINCRBY', key(E.dlq_batch_reasons, batch), reason, 1)
 end
 
 -- Remove a dead-letter entry and its index entries.
