@@ -177,6 +177,11 @@ async def test_batches_list_and_page_show_progress_and_cancel(
     await redis_client.hset(KEYS.batch(batch), "voided", "2")  # type: ignore[misc]
     live = (await client.get(f"/batches/{batch}/live")).text
     assert "voided: <strong>2</strong>" in live and "<html" not in live
+    assert 'id="duplicates-open"' not in live
+    await redis_client.hset(KEYS.batch(batch), "duplicates_open", "1")  # type: ignore[misc]
+    assert (
+        "could not be voided): <strong>1</strong>" in (await client.get(f"/batches/{batch}")).text
+    )
 
     r = await client.post(f"/batches/{batch}/cancel", data={"csrf_token": csrf})
     assert r.status_code == 303 and r.headers["location"] == f"/batches/{batch}"

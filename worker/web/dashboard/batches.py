@@ -34,6 +34,9 @@ router = APIRouter()
 
 PAGE = 50
 """Batches per page of the list."""
+_EXTRA = ("cancelled", "voided", "duplicates_open")
+"""Batch counters beyond the states: invoices cancelled, duplicate copies found at
+the provider and voided, copies that could not be voided (sent or paid)."""
 
 
 @dataclass(frozen=True)
@@ -47,13 +50,13 @@ class BatchRow:
     counts: dict[State, int]
     total: int
     extra: dict[str, int]
-    """Counters beyond the states, when present: cancelled, voided."""
+    """Counters beyond the states, when present (`_EXTRA`)."""
 
     @classmethod
     def of(cls, batch_id: str, info: Mapping[str, str]) -> BatchRow:
         """Read one batch's counter hash."""
         counts = {s: _int(info.get(s.value)) for s in State}
-        extra = {k: _int(info.get(k)) for k in ("cancelled", "voided") if info.get(k)}
+        extra = {k: _int(info.get(k)) for k in _EXTRA if info.get(k)}
         return cls(
             batch_id=batch_id,
             name=info.get("name") or None,
