@@ -52,6 +52,7 @@ CHROMIUM_ARGS = [
 SHOTS = ROOT / "test-output" / "browser"
 WATCHED = 40
 """Invoices of the batch whose progress bar the browser watches (at 240/min: ~10 s)."""
+RATE = "240"
 
 
 def _free_port() -> int:
@@ -70,6 +71,7 @@ def web(redis_url: str, tmp_path: Path) -> Iterator[str]:
         INVOICER_REDIS_URL=redis_url,
         INVOICER_ADMIN_TOKEN=ADMIN_TOKEN,
         INVOICER_READ_TOKEN=READ_TOKEN,
+        MAAST_RATE_PER_MINUTE=RATE,  # the workers' limit: the overview draws it
         PYTHONPATH=str(ROOT),
     )
     process = subprocess.Popen(
@@ -180,7 +182,7 @@ def test_a_person_runs_month_end_from_the_dashboard(
             page.goto(f"{web}/batches/{seeded['watched']}")
             bar = page.locator("#batch-progress")
             expect(bar).to_have_attribute("value", "0")
-            env = worker_env(redis_url, sandbox_url, MAAST_RATE_PER_MINUTE="240")
+            env = worker_env(redis_url, sandbox_url, MAAST_RATE_PER_MINUTE=RATE)
             worker = start_worker(env, "--providers", "maast")
             seen = [0]
             deadline = time.monotonic() + 30
@@ -190,6 +192,13 @@ def test_a_person_runs_month_end_from_the_dashboard(
             assert len(set(seen)) >= 3, f"the bar did not move twice: {seen}"
             assert seen == sorted(seen) and seen[-1] < WATCHED, seen
             shot("03-batch-moving")
+
+            # The worker process shows on the overview, alive, with its last heartbeat.
+            page.goto(f"{web}/")
+            expect(page.locator("#workers .badge.alive")).to_have_count(1)
+            expect(page.locator("#workers")).to_contain_text("1 alive")
+            expect(page.locator("#provider-maast .limit-label")).to_have_text("limit 240/min")
+            shot("03b-overview-worker")
 
             # Fix a dead letter's payload in the page and requeue it: it leaves the list.
             fixed, untouched = seeded["dead"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 
 import httpx2
 import redis.asyncio as aioredis
@@ -84,22 +85,23 @@ async def test_overview_shows_each_provider_its_queue_and_the_workers(
     assert "limit 100/min" in page  # Stax's rate limit line on its chart
     assert 'class="bar-created"' in page and 'class="bar-rejected"' in page
     assert "No worker has reported" in page
-    await redis_client.hset(  # type: ignore[misc]
-        KEYS.workers(),
-        "host:1:ab",
-        json.dumps(
-            {
-                "host": "host",
-                "pid": 1,
-                "queues": ["maast"],
-                "last_beat_ms": 1,
-                "started_at_ms": 1,
-                "holding": 0,
-            }
-        ),
-    )
+    now_ms = int(time.time() * 1000)
+    for worker_id, beat_ms in (("web1:11:aa", now_ms - 1_000), ("web2:22:bb", now_ms - 60_000)):
+        record = {
+            "host": worker_id.split(":")[0],
+            "pid": int(worker_id.split(":")[1]),
+            "queues": ["maast"],
+            "last_beat_ms": beat_ms,
+            "started_at_ms": now_ms - 120_000,
+            "holding": 3,
+        }
+        await redis_client.hset(KEYS.workers(), worker_id, json.dumps(record))  # type: ignore[misc]
     live = await client.get("/overview/live")
     assert live.status_code == 200 and "<html" not in live.text
+    assert "1 alive" in live.text
+    rows = live.text.split('id="workers"')[1]
+    assert rows.index("web1:11") < rows.index("badge alive") < rows.index("web2:22")
+    assert rows.index("web2:22") < rows.index("badge dead") and "1m ago" in rows
     assert 'hx-get="/overview/live"' in live.text and 'hx-trigger="every 2s"' in live.text
 
 
