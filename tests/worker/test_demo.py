@@ -45,6 +45,10 @@ def test_demo_runs_month_end_exactly_once(tmp_path: Path) -> None:
     assert figures["dead-lettered"] == 6 and "invalid: 6" in out
     assert figures["still waiting"] == 0
     assert figures["duplicates at the provider"] == 0
+    # and last, the one command that opens the dashboard on the demo's data.
+    last = out.rstrip().splitlines()[-1].split()
+    assert last[0] == f"INVOICER_DATA_DIR={tmp_path / 'data' / 'demo'}", out[-500:]
+    assert last[1:] == [".venv/bin/invoicer", "web"], out[-500:]
     assert "embedded Redis" in done.stderr
 
 
