@@ -14,6 +14,7 @@ Layout:
 - `session.py`: the signed session cookie and CSRF token for the dashboard.
 - `errors.py`: `ApiError` and the one JSON error body (`{"error": {...}}`).
 - `headers.py`: security headers on every response.
+- `docs.py`: `/docs`, Swagger UI from the vendored `static/swagger-ui/`.
 - `routes/`: one module per API resource under `/v1`, plus `health.py`
   (`/healthz`) and `metrics.py` (`/metrics`).
 - `dashboard/`: the server-rendered pages (their templates under

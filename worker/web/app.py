@@ -20,6 +20,7 @@ from worker.keys import Keys
 from worker.settings import Settings
 from worker.web import dashboard, errors
 from worker.web.context import WebContext
+from worker.web.docs import docs_router
 from worker.web.headers import SecurityHeaders
 from worker.web.roles import Tokens
 from worker.web.routes import batches, dead_letters, health, invoices, metrics, providers
@@ -27,6 +28,7 @@ from worker.web.session import SessionCodec
 
 STATIC_DIR = Path(__file__).parent / "static"
 TEMPLATES_DIR = Path(__file__).parent / "dashboard" / "templates"
+OPENAPI_URL = "/openapi.json"
 
 DESCRIPTION = """\
 Hand invoices to invoicer over HTTP and watch them being created, exactly once.
@@ -52,9 +54,9 @@ def create_app(
         title="invoicer",
         version=_version(),
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # ours, from vendored files (worker.web.docs)
         redoc_url=None,
-        openapi_url="/openapi.json",
+        openapi_url=OPENAPI_URL,
     )
     tokens = Tokens.of(settings)
     app.state.invoicer = WebContext(
@@ -65,6 +67,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     for module in (health, invoices, batches, dead_letters, providers, metrics):
         app.include_router(module.router)
+    app.include_router(docs_router(app.title, OPENAPI_URL))
     if with_dashboard:
         dashboard.install(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

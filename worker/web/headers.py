@@ -4,8 +4,8 @@ The pages and the API are same-origin only: no framing, no sniffing, no
 referrer leaking an invoice URL, a Content-Security-Policy that allows our own
 scripts and styles only (`/static/`), and `Cache-Control: no-store` on every
 response that is not a static file, since they carry invoice data. The
-OpenAPI page (`/docs`) is the one exception: FastAPI's Swagger UI is an
-inline script loading its bundle from a CDN.
+OpenAPI page (`/docs`) is no exception: its Swagger UI is served from
+`/static/swagger-ui/` and started by a file (`worker.web.docs`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 CSP = (
     "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
     "frame-ancestors 'none'; form-action 'self'"
-)
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "img-src 'self' data: https://fastapi.tiangolo.com; object-src 'none'; "
-    "frame-ancestors 'none'"
 )
 _COMMON = [
     (b"x-content-type-options", b"nosniff"),
@@ -43,7 +37,7 @@ class SecurityHeaders:
             return
         path: str = scope.get("path", "")
         extra = list(_COMMON)
-        extra.append((b"content-security-policy", (DOCS_CSP if path == "/docs" else CSP).encode()))
+        extra.append((b"content-security-policy", CSP.encode()))
         if not path.startswith("/static/"):
             extra.append((b"cache-control", b"no-store"))
         if scope.get("scheme") == "https":
