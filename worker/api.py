@@ -10,11 +10,20 @@ enqueue` and the HTTP API call them too. Both take the same three steps:
    provider's own rules and serialised once; nothing is written yet;
 3. enqueue (`worker.enqueue.enqueue`): pipelined chunks with idempotency on
    the invoice number; the invalid records are reported and dead-lettered.
+   `enqueue_invoices(..., atomic=True)` instead writes a list of at most
+   1,000 in one all-or-nothing step (`worker.atomic_enqueue`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+)
 from pathlib import Path
 from typing import TypeAlias
 
@@ -22,6 +31,7 @@ import redis.asyncio as aioredis
 
 from jobs.models import Invoice, Provider
 from jobs.sources import Record, RecordError, read_invoices
+from worker.atomic_enqueue import ListRefused, enqueue_atomically
 from worker.embedded import with_redis
 from worker.enqueue import EnqueueReport, enqueue
 from worker.intake import Intake, Taken, prepared, prepared_async
@@ -32,7 +42,7 @@ from worker.settings import Settings, load_settings
 Item: TypeAlias = Invoice | Record | RecordError
 """What `enqueue_invoices` takes: invoices, or records from `jobs.sources.read_invoices`."""
 
-__all__ = ["Item", "enqueue_file", "enqueue_invoices"]
+__all__ = ["Item", "ListRefused", "enqueue_file", "enqueue_invoices"]
 
 
 async def enqueue_invoices(
@@ -44,6 +54,7 @@ async def enqueue_invoices(
     settings: Settings | None = None,
     redis: aioredis.Redis | None = None,
     on_progress: Callable[[int], None] | None = None,
+    atomic: bool = False,
 ) -> EnqueueReport:
     """Validate and enqueue invoices for `provider` as one new batch; returns its counts.
 
@@ -56,9 +67,22 @@ async def enqueue_invoices(
         redis: a client to use; by default one is opened on the configured
             (or embedded) Redis and closed afterwards.
         on_progress: called after each chunk with the number of records handled.
+        atomic: all or nothing (`worker.atomic_enqueue`): at most 1,000
+            invoices, and one invalid or conflicting invoice means nothing
+            is written. Without it, the valid ones are enqueued and the
+            others reported (and parked), as for a file.
+
+    Raises:
+        ListRefused: with `atomic`, an invoice is invalid or conflicts; its
+            report lists every problem, and nothing was written.
     """
     s = settings or load_settings()
     intake = Intake(provider, s.provider(provider).account, send)
+    if atomic:
+        taken = await _all_taken(invoices, intake)
+        return await _with_client(
+            s, redis, lambda c, k: enqueue_atomically(c, k, taken, intake, batch=batch)
+        )
     items: Iterable[Taken] | AsyncIterable[list[Taken]]
     if isinstance(invoices, AsyncIterable):
         items = prepared_async(_numbered_async(invoices), intake)
@@ -118,18 +142,34 @@ async def _enqueue(
     batch: str | None,
     on_progress: Callable[[int], None] | None,
 ) -> EnqueueReport:
-    """`worker.enqueue.enqueue` on `redis`, or on a client of the configured
-    (or embedded) Redis, closed afterwards."""
+    """`worker.enqueue.enqueue` on `redis`, or on the configured (or embedded) Redis."""
+    return await _with_client(
+        s, redis, lambda c, k: enqueue(c, k, items, intake, batch=batch, on_progress=on_progress)
+    )
+
+
+async def _with_client(
+    s: Settings,
+    redis: aioredis.Redis | None,
+    run: Callable[[aioredis.Redis, Keys], Awaitable[EnqueueReport]],
+) -> EnqueueReport:
+    """`run` on `redis`, or on a client of the configured (or embedded) Redis, closed afterwards."""
     if redis is not None:
-        keys = Keys(s.redis_prefix)
-        return await enqueue(redis, keys, items, intake, batch=batch, on_progress=on_progress)
+        return await run(redis, Keys(s.redis_prefix))
     s, _ = with_redis(s)
     assert s.redis_url is not None
     client = aioredis.Redis.from_url(s.redis_url.get_secret_value())
     try:
-        return await _enqueue(s, client, items, intake, batch, on_progress)
+        return await run(client, Keys(s.redis_prefix))
     finally:
         await client.aclose()
+
+
+async def _all_taken(invoices: Iterable[Item] | AsyncIterable[Item], intake: Intake) -> list[Taken]:
+    """Every record prepared, in memory (an atomic list is bounded)."""
+    if not isinstance(invoices, AsyncIterable):
+        return list(prepared(_numbered(invoices), intake))
+    return [t async for some in prepared_async(_numbered_async(invoices), intake) for t in some]
 
 
 def _numbered(items: Iterable[Item]) -> Iterator[Record | RecordError]:

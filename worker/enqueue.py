@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from jobs.models import Invoice, Provider
 from jobs.sources import RecordError
@@ -110,8 +111,12 @@ class EnqueueReport:
 
 
 def new_batch_id(name: str | None = None) -> str:
-    """A readable unique batch id: `b-20261122-043012-ab12` or `<name-slug>-ab12`."""
-    suffix = secrets.token_hex(2)
+    """A readable unique batch id: `b-20261122-043012-ab12cd34` or `<name-slug>-ab12cd34`.
+
+    32 random bits: requests naming their batches alike (every POST of a
+    month-end run says "month-end") must not meet on one id.
+    """
+    suffix = secrets.token_hex(4)
     if name:
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
         if slug:
@@ -122,21 +127,28 @@ def new_batch_id(name: str | None = None) -> str:
 async def create_batch(redis: aioredis.Redis, keys: Keys, intake: Intake, name: str | None) -> str:
     """Register a new batch (name, provider, account, send, created_at_ms); returns its id."""
     batch_id = new_batch_id(name)
-    now_ms = int(time.time() * 1000)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(
-            keys.batch(batch_id),
-            mapping={
-                "name": name or batch_id,
-                "provider": intake.provider.value,
-                "account": intake.account,
-                "created_at_ms": now_ms,
-                "send": int(intake.send),
-            },
-        )
-        pipe.zadd(keys.batches(), {batch_id: now_ms})
+        register_batch(pipe, keys, intake, name, batch_id)
         await pipe.execute()
     return batch_id
+
+
+def register_batch(
+    pipe: Pipeline, keys: Keys, intake: Intake, name: str | None, batch_id: str
+) -> None:
+    """Queue on `pipe` what registers batch `batch_id`: its hash and its place in the list."""
+    now_ms = int(time.time() * 1000)
+    pipe.hset(
+        keys.batch(batch_id),
+        mapping={
+            "name": name or batch_id,
+            "provider": intake.provider.value,
+            "account": intake.account,
+            "created_at_ms": now_ms,
+            "send": int(intake.send),
+        },
+    )
+    pipe.zadd(keys.batches(), {batch_id: now_ms})
 
 
 class Enqueuer:

@@ -53,6 +53,7 @@ def script_env(keys: Keys) -> str:
         "batch": _template(keys.batch(_HOLE)),
         "members": _template(keys.batch_members(_HOLE)),
         "batch_seq": _template(keys.batch_sequence(_HOLE)),
+        "batches": keys.batches(),
         "dead_letter": _template(keys.dead_letter(_HOLE)),
         "dlq_reasons": keys.dead_letter_reasons(),
         "dlq_reason": _template(keys.dead_letters_by_reason(_HOLE)),

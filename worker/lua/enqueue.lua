@@ -1,9 +1,10 @@
 -- Enqueue invoices (or requeue a dead letter), each atomically (the whole
 -- call is: Redis runs one script at a time). One call takes a slice of a
 -- chunk, so the key environment is decoded once per slice, not per invoice.
--- ARGV: 3 provider, 4 account, 5 batch, 6 mode ("enqueue"/"requeue"/"direct":
--- `invoicer send`, whose new records are looked up before their create, in
--- case an earlier run without a ledger created them), then
+-- ARGV: 3 provider, 4 account, 5 batch, 6 mode ("enqueue"; "enqueue_all":
+-- all or nothing, below; "requeue"; "direct": `invoicer send`, whose new
+-- records are looked up before their create, in case an earlier run
+-- without a ledger created them), then
 -- per invoice 5 values: invoice key, fingerprint, payload, number, send ("1"/"0").
 -- Returns {outcome, detail} per invoice, flattened: detail is the state met.
 local provider, account, batch, mode = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -71,6 +72,40 @@ local function enqueue_one(ik, fp, payload, number, send)
   if old_fp ~= fp then return {'conflict', state} end
   if state == 'created' or state == 'sent' then return {'already_created', state} end
   return {'duplicate', state}
+end
+
+-- Mode "enqueue_all" (worker.atomic_enqueue): the whole list or nothing.
+-- First every invoice is checked, with the rule enqueue_one applies last (a
+-- number active with other content is a conflict; earlier copies in the
+-- list count as written); if any conflicts, nothing is written (the batch
+-- registered for the list in the same transaction goes too) and the reply
+-- is {"refused", position, state met, ...} for each conflicting invoice.
+if mode == 'enqueue_all' then
+  local refused, seen = {'refused'}, {}
+  for i = 7, #ARGV, 5 do
+    local ik, fp = ARGV[i], ARGV[i + 1]
+    local prior = seen[ik]
+    if not prior then
+      local cur = redis.call('HMGET', ledger_key(ik), 'state', 'fp')
+      if cur[1] and cur[1] ~= 'rejected' and cur[1] ~= 'discarded' then
+        prior = {cur[2], cur[1]}
+      else
+        prior = {fp, 'queued'}  -- new or superseded: queued with this content
+      end
+      seen[ik] = prior
+    end
+    if prior[1] ~= fp then
+      refused[#refused + 1] = (i - 2) / 5
+      refused[#refused + 1] = prior[2]
+    end
+  end
+  if #refused > 1 then
+    if not redis.call('HGET', key(E.batch, batch), 'total') then  -- no member: ours, new
+      redis.call('DEL', key(E.batch, batch))
+      redis.call('ZREM', E.batches, batch)
+    end
+    return refused
+  end
 end
 
 local replies = {}

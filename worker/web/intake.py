@@ -5,7 +5,8 @@ the batch name, `send`, a callback and the invoices). Its invoices are read
 by `jobs.sources.read_objects`, the JSONL reader's rules applied to values
 (the n-th invoice is "line" n, so errors read as they do for a file), and
 checked by `worker.intake.prepare` with the provider's own rules, exactly
-what `invoicer enqueue` does per record. Enqueueing is `worker.api`'s.
+what `invoicer enqueue` does per record. Enqueueing is `worker.api`'s (all
+or nothing: `worker.atomic_enqueue`).
 Nothing here decides what a valid invoice is.
 """
 
@@ -20,14 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from jobs.models import Provider
 from jobs.sources import Record, RecordError, parse_json, read_objects
+from worker import atomic_enqueue
 from worker.intake import Intake, prepare
 from worker.settings import Settings
 from worker.web.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 
-MAX_INVOICES = 1000
-"""Invoices per request: a larger set is a file (`POST /v1/batches`)."""
+MAX_INVOICES = atomic_enqueue.MAX_INVOICES
+"""Invoices per request (one atomic step): a larger set is a file (`POST /v1/batches`)."""
 MAX_BODY_BYTES = 32 * 1024 * 1024
 """Largest request body read (about 1,000 large invoices)."""
 

@@ -83,6 +83,31 @@ async def test_a_retried_post_makes_no_second_invoice_and_other_content_is_409(
     assert "R-1" in error["message"] and error["problems"][0]["invoice_number"] == "R-1"
 
 
+async def test_a_conflict_in_a_list_enqueues_nothing_of_it_unless_partial(
+    client: httpx2.AsyncClient, redis_client: aioredis.Redis, settings: Settings
+) -> None:
+    keys = Keys(settings.redis_prefix)
+    assert (
+        await post(client, {"provider": "maast", "invoices": [invoice("C-1")]})
+    ).status_code == 202
+    batches = await redis_client.zcard(keys.batches())
+    items = [invoice("C-0"), invoice("C-1", quantity=5), invoice("C-2")]
+    r = await post(client, {"provider": "maast", "invoices": items})
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert "nothing was enqueued" in error["message"] and "partial=true" in error["fix"]
+    assert [(p["index"], p["invoice_number"]) for p in error["problems"]] == [(1, "C-1")]
+    ledger = Ledger(redis_client, keys)
+    assert await ledger.get("maast:C-0") is None and await ledger.get("maast:C-2") is None
+    assert await redis_client.zcard(keys.queue(Provider.MAAST)) == 1
+    assert await redis_client.zcard(keys.batches()) == batches  # not even an empty batch
+    partial = await post(client, {"provider": "maast", "invoices": items}, partial="true")
+    assert partial.status_code == 202, partial.text
+    body = partial.json()
+    assert body["accepted"] == 2 and [c["index"] for c in body["conflicts"]] == [1]
+    assert await redis_client.zcard(keys.queue(Provider.MAAST)) == 3
+
+
 async def test_bad_envelopes_say_what_to_fix(client: httpx2.AsyncClient) -> None:
     cases: list[tuple[bytes, int, str]] = [
         (b"{not json", 400, "not valid JSON"),

@@ -48,7 +48,7 @@ _INTAKE_DOC: dict[str, Any] = {
     openapi_extra=_INTAKE_DOC,
     responses={
         400: {"description": "not JSON"},
-        409: {"description": "an invoice number is active with other content"},
+        409: {"description": "an invoice number is active with other content (nothing enqueued)"},
         413: {"description": "more than 1,000 invoices, or too large a body"},
         422: {"description": "invalid invoices (nothing enqueued unless partial=true)"},
     },
@@ -65,7 +65,9 @@ async def enqueue(
     Idempotent on the invoice number: sending the same invoice again never
     makes a second one (it counts as a duplicate, or already created); the
     same number with other content while the first is queued or created is a
-    409 naming the number.
+    409 naming the number. Without `partial`, an invalid invoice (422) or a
+    conflict (409) means nothing of the list was written; with it, the others
+    are enqueued and the problems reported.
     """
     envelope, invoices = envelope_of(await read_body(request))
     if envelope.callback_url is not None:
@@ -83,14 +85,18 @@ async def enqueue(
             problems=problems_of(bad),
         )
     items: list[Any] = sorted([*good, *bad], key=lambda r: r.line)
-    report = await api.enqueue_invoices(
-        items,
-        provider=envelope.provider,
-        batch=envelope.batch,
-        send=envelope.send,
-        settings=ctx.settings,
-        redis=ctx.redis,
-    )
+    try:
+        report = await api.enqueue_invoices(
+            items,
+            provider=envelope.provider,
+            batch=envelope.batch,
+            send=envelope.send,
+            settings=ctx.settings,
+            redis=ctx.redis,
+            atomic=not partial,
+        )
+    except api.ListRefused as refused:
+        raise _conflict(enqueued(refused.report, [], [])) from None
     if envelope.callback_url is not None:
         each = envelope.notify == "each"
         await subscribe(ctx.redis, ctx.keys, report.batch_id, envelope.callback_url, each=each)
@@ -102,19 +108,21 @@ async def enqueue(
         )
         for r in good
     ]
-    result = enqueued(report, refs, bad)
-    if report.conflicts and not partial:
-        numbers = ", ".join(c.invoice_number or "" for c in result.conflicts)
-        raise ApiError(
-            409,
-            "conflict",
-            f"invoice {numbers} is already queued or created with different content",
-            fix="give a changed invoice a new number, or void the first one",
-            problems=[c.model_dump() for c in result.conflicts],
-            batch_id=report.batch_id,
-            accepted=report.accepted,
-        )
-    return result
+    return enqueued(report, refs, bad)
+
+
+def _conflict(refused: Enqueued) -> ApiError:
+    """The 409 of a list refused for conflicts (nothing of it was written)."""
+    numbers = ", ".join(c.invoice_number or "" for c in refused.conflicts)
+    return ApiError(
+        409,
+        "conflict",
+        f"invoice {numbers} is already queued or created with different content: "
+        "nothing was enqueued",
+        fix="give a changed invoice a new number (or void the first one) and send the list "
+        "again, or send with ?partial=true to enqueue the others",
+        problems=[c.model_dump() for c in refused.conflicts],
+    )
 
 
 def enqueued(report: EnqueueReport, refs: list[InvoiceRef], bad: list[RecordError]) -> Enqueued:
