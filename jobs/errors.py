@@ -161,9 +161,27 @@ class CannotVoid(InvoiceError):
 
 
 class ConfigurationError(InvoiceError):
-    """An operator must act: a missing or refused API key, a bad setting."""
+    """An operator must act: a missing or refused API key, a bad setting.
+
+    Also what a request that cannot even be built raises (a key HTTP headers
+    cannot carry, a malformed base URL): nothing left, nothing to retry per
+    invoice, the provider account is what needs fixing.
+    """
 
     reason = "configuration"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        field_errors: tuple[FieldError, ...] = (),
+        setting: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, field_errors=field_errors)
+        self.setting = setting
+        """The account setting to fix ("api_key", "base_url"), when known."""
 
 
 class NotYet(Exception):

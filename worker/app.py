@@ -35,7 +35,7 @@ from worker.arq_job import JOB_FUNCTION, MAX_TRIES, deserialize_job, serialize_j
 from worker.arq_worker import BatchStartWorker
 from worker.embedded import with_redis
 from worker.keys import Keys
-from worker.observability import job_reporting, setup_sentry
+from worker.observability import job_reporting, protect, setup_sentry
 from worker.runner import create_invoice_job
 from worker.runtime import Runtime, in_progress_s
 from worker.settings import Settings, load_settings
@@ -93,6 +93,7 @@ async def run_workers(
     SIGINT and SIGTERM make them finish in-flight jobs and take no new ones;
     `on_signal` is told too (`invoicer demo --serve` then stops its dashboard).
     """
+    protect(settings)
     setup_sentry(settings.sentry_dsn)
     pool = await create_pool(
         redis_settings(settings), job_serializer=serialize_job, job_deserializer=deserialize_job
@@ -163,6 +164,7 @@ class ArqContext(TypedDict, total=False):
 
 async def _arq_startup(ctx: ArqContext) -> None:
     settings = ctx["settings"]
+    protect(settings)
     setup_sentry(settings.sentry_dsn)
     ctx["runtime"] = await Runtime.start(settings, ctx["redis"], [ctx["provider"]])
 

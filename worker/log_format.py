@@ -46,7 +46,8 @@ class JsonFormatter(logging.Formatter):
             line["invoice_key"] = key
             line["event"] = event
         if record.exc_info:
-            line["error"] = self.formatException(record.exc_info)
+            # `exc_text` is the traceback `ScrubFilter` already scrubbed.
+            line["error"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)
 
 

@@ -3,21 +3,31 @@
 One log line per state change (`start maast:INV-1 try=2`, `created ...`,
 `retry ... in 4.2s ...`, `dead ...`). Every record passes a filter that masks
 anything shaped like a credential (Authorization headers, `*_API_KEY=...`,
-passwords in Redis URLs) before any handler sees it; Sentry events go
-through the same scrubbing.
+passwords in Redis URLs), and every configured secret by its value
+(`protect`), in the message and in the traceback, before any handler sees
+it; Sentry events go through the same scrubbing.
+
+Scrubbing is the last line of defence: the first is never to build stored or
+logged text from something that can hold a secret (`describe_bug`).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
 import sys
+import traceback
 from collections.abc import Awaitable, Callable
+from pathlib import PurePath
 from typing import Any, TypeVar, cast
+from urllib.parse import urlparse
 
 from pydantic import SecretStr
 
 from worker.log_format import LogFormat, formatter
+from worker.settings import Settings
 
 _PATTERNS = (
     # `Authorization: Basic x`, and as a dict or JSON: `'Authorization': 'Bearer x'`.
@@ -29,8 +39,45 @@ MASK = "***"
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
+MIN_PROTECTED_CHARS = 6
+"""Shorter values are not masked by value: they would mask ordinary words."""
+_protected: set[str] = set()
+"""The configured secrets (and the forms they take on the wire), masked wherever they appear."""
+
+
+def protect(settings: Settings) -> None:
+    """Mask `settings`' secrets by value in every log line and Sentry event from now on.
+
+    Logging is set up before settings are read (a bad setting must be
+    reported), so the values join the filter here, once they are known.
+    """
+    for value in _secret_values(settings):
+        if len(value) >= MIN_PROTECTED_CHARS:
+            # As written, and as JSON writes it (a non-ASCII character escaped).
+            _protected.update({value, json.dumps(value)[1:-1]})
+
+
+def _secret_values(settings: Settings) -> list[str]:
+    values: list[str] = []
+    for provider in (settings.maast, settings.stax):
+        if provider.api_key is not None:
+            key = provider.api_key.get_secret_value()
+            values += [key, base64.b64encode(f":{key}".encode()).decode()]  # Maast's Basic token
+    for token in (settings.admin_token, settings.read_token, settings.webhook_secret):
+        if token is not None:
+            values.append(token.get_secret_value())
+    if settings.redis_url is not None:
+        values.append(urlparse(settings.redis_url.get_secret_value()).password or "")
+    if settings.sentry_dsn is not None:
+        values.append(urlparse(settings.sentry_dsn.get_secret_value()).username or "")
+    return values
+
+
 def scrub(text: str) -> str:
-    """`text` with anything shaped like a credential masked."""
+    """`text` with every protected secret and anything shaped like a credential masked."""
+    for secret in sorted(_protected, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
     for pattern in _PATTERNS:
         text = pattern.sub(
             lambda m: m.group(1) + MASK + (m.group(2) if m.lastindex == 2 else ""), text
@@ -46,7 +93,33 @@ class ScrubFilter(logging.Filter):
         cleaned = scrub(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        # Formatters reuse `exc_text` once set: the traceback is scrubbed too
+        # (an exception's text may quote a header, a URL with a password...).
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub(_TRACEBACKS.formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
         return True
+
+
+_TRACEBACKS = logging.Formatter()
+
+
+def describe_bug(bug: BaseException) -> str:
+    """What to store about an exception that is not ours to explain: its type
+    and where it was raised (`KeyError in jobs/providers/stax.py:97 (receipt_from)`).
+
+    Never its text or repr: an httpx or aiohttp exception, or a
+    UnicodeEncodeError raised while writing a header, can carry the request
+    and its Authorization header. The full exception goes to Sentry, scrubbed.
+    """
+    frames = traceback.extract_tb(bug.__traceback__)
+    if not frames:
+        return type(bug).__name__
+    last = frames[-1]
+    parts = PurePath(last.filename).parts
+    shown = "/".join(parts[-2:]) if len(parts) >= 2 else last.filename
+    return f"{type(bug).__name__} in {shown}:{last.lineno} ({last.name})"
 
 
 def setup_logging(level: int = logging.INFO, fmt: LogFormat = "text") -> None:

@@ -195,18 +195,26 @@ class AccountPauses:
 
     async def _pause_for_configuration(self, error: ConfigurationError) -> None:
         status = str(error.status) if error.status is not None else "configuration"
-        reason = f"{status}: {error.message}"
+        variable = self._variable_to_fix(error)
+        reason = f"{status}: {error.message} (check {variable})"
         await self.pause(reason, ttl_s=None)
         reported_key = self._keys.pause_reported(self._settings.provider, self._settings.account)
         # SET NX: exactly one process (the first) reports; `resume` re-arms it.
         if await self._redis.set(reported_key, reason, nx=True):
             log.error(
-                "%s paused until resumed by hand: %s (fix the API key, then run "
-                "`invoicer resume %s`); its invoices stay queued",
+                "%s paused until resumed by hand: %s; fix %s, restart the workers, then run "
+                "`invoicer resume %s`; its invoices stay queued",
                 self._who,
                 reason,
+                variable,
                 self._settings.provider.value,
             )
+
+    def _variable_to_fix(self, error: ConfigurationError) -> str:
+        # A 404 on create is a wrong base URL; a 401/403 a refused key.
+        if error.setting == "base_url" or error.status == 404:
+            return self._settings.base_url_variable
+        return self._settings.key_variable
 
     async def _count_failure(self) -> None:
         limit = self._settings.failed_per_minute or 0

@@ -48,7 +48,7 @@ from jobs.errors import (
 from jobs.models import Invoice, Provider
 from worker.held import HeldEntry, LeaseLost
 from worker.keys import InvoiceKey
-from worker.observability import scrub
+from worker.observability import describe_bug
 from worker.retry_policy import Attempt, Defer, counts_as_failure, decide
 from worker.runtime import Runtime
 
@@ -170,7 +170,8 @@ async def _park_after_bug(held: HeldEntry, bug: Exception) -> None:
     """A bug (ours, or a provider answer we cannot read) must not strand the
     invoice: arq drops a job that raises. Park it for a person (in doubt when
     a request may have left) and let arq, and so Sentry, see the exception."""
-    info = ErrorInfo(kind=type(bug).__name__, reason="unexpected", message=scrub(repr(bug))[:500])
+    # Never the exception's text or repr: it can hold the request and its headers.
+    info = ErrorInfo(kind=type(bug).__name__, reason="unexpected", message=describe_bug(bug))
     log.error("dead %s unexpected %s", held.invoice_key, info.message)
     await held.dead_letter(info, attempts=held.failures + 1, exhausted=False)
 

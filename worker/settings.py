@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
 
 from pydantic import (
     BaseModel,
@@ -35,6 +36,41 @@ _TOKEN_CHARS = re.compile(r"[!#-&(-~]+")
 """Printable ASCII except space, `"` and `'` (quotes are a pasting accident)."""
 
 
+def secret_problem(text: str) -> str | None:
+    """What makes `text` unusable as a key in an HTTP header, in words that
+    never repeat it; `None` when it is printable ASCII without spaces or quotes."""
+    if _TOKEN_CHARS.fullmatch(text):
+        return None
+    if not text.isascii():
+        why = "a character that is not plain ASCII (a curly quote or dash pasted with it?)"
+    elif any(c.isspace() for c in text):
+        why = "whitespace (a space or line break pasted with it?)"
+    elif not text.isprintable():
+        why = "a control character"
+    else:
+        why = "a quote"
+    return f"must be printable ASCII without spaces or quotes; it holds {why}"
+
+
+def base_url_problem(url: str) -> str | None:
+    """What is wrong with a provider base URL (`None`: usable)."""
+    example = "e.g. https://api-test.maast.com or http://127.0.0.1:8900"
+    if not url.isascii() or not url.isprintable() or " " in url:
+        return f"must be plain ASCII without spaces ({example})"
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https"):
+        return f"must start with http:// or https:// ({example})"
+    try:
+        parsed.port  # noqa: B018 (the property raises on a bad port)
+    except ValueError:
+        return f"the port is not a number from 0 to 65535 ({example})"
+    if not parsed.hostname:
+        return f"names no host ({example})"
+    if parsed.query or parsed.fragment:
+        return f"must not hold a query or fragment ({example})"
+    return None
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -55,10 +91,35 @@ class ProviderSettings(_Frozen):
     read_timeout_s: float = Field(default=30.0, gt=0)
     max_connections: int = Field(default=100, gt=0)
 
+    @field_validator("api_key")
+    @classmethod
+    def _key_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # A key goes into an HTTP header: a pasted curly quote or a stray
+        # space would fail there, on every request, with the key in the
+        # exception. Refused here instead, naming the variable, never the value.
+        if value is not None:
+            problem = secret_problem(value.get_secret_value())
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_shape(cls, value: str) -> str:
+        problem = base_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     @property
     def key_variable(self) -> str:
         """The environment variable that holds this provider's key."""
         return f"{self.provider.upper()}_API_KEY"
+
+    @property
+    def base_url_variable(self) -> str:
+        """The environment variable that holds this provider's base URL."""
+        return f"{self.provider.upper()}_BASE_URL"
 
     def require_key(self) -> SecretStr:
         """The API key, or a `ConfigurationError` naming the variable to set."""

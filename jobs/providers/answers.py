@@ -74,7 +74,7 @@ def transport_error(exc: Exception) -> InvoiceError:
     shown: BaseException = _aiohttp_cause(exc) or exc
     detail = f"{type(shown).__name__}: {shown}" if str(shown) else type(shown).__name__
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return ConfigurationError(f"bad provider URL ({detail})")
+        return ConfigurationError(f"bad provider URL ({detail})", setting="base_url")
     if never_sent(exc):
         return ProviderUnavailable(f"request not sent ({detail})")
     # A lookup is cheap, a duplicate invoice is not: when unsure, unknown.

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import httpx2 as httpx
 from httpx_aiohttp.httpx2 import AiohttpTransport
 
-from jobs.errors import FieldError, InvoiceError
+from jobs.errors import ConfigurationError, FieldError, InvoiceError
 from jobs.models import Invoice, InvoiceReceipt, keeper_of
 from jobs.ports import PreparedRequest
 from jobs.providers.answers import Operation, map_transport_errors, refuse_problems
@@ -93,6 +93,15 @@ def with_answer(receipt: InvoiceReceipt, answer: InvoiceReceipt) -> InvoiceRecei
     )
 
 
+MIN_SECRET_CHARS = 4
+"""Shorter "secrets" are not masked in error texts: they would mask ordinary words."""
+
+
+def _header_safe(value: str) -> bool:
+    """True when `value` can go into an HTTP header as it is (printable ASCII)."""
+    return value.isascii() and value.isprintable()
+
+
 # --- the client base ---------------------------------------------------------
 
 
@@ -115,7 +124,12 @@ class HttpProvider(ABC):
     ) -> None:
         self.config = config
         self._transport = transport or AiohttpTransport(limits=_limits(config))
-        self._client = build_client(config, self._transport)
+        try:
+            self._client = build_client(config, self._transport)
+        except httpx.InvalidURL:
+            raise ConfigurationError(
+                f"{self.name}: the base URL is not a usable URL", setting="base_url"
+            ) from None
         self._timeout = self._client.timeout.as_dict()
         self._base_url = config.base_url.rstrip("/")
         self._sent_headers: httpx.Headers | None = None
@@ -181,10 +195,39 @@ class HttpProvider(ABC):
         # The client's defaults (User-Agent, Accept-Encoding...) under ours,
         # as `client.request` would merge them; built once (the key is fixed).
         if self._sent_headers is None:
+            ours = self._headers()
+            if not _header_safe(self.config.api_key) or not all(map(_header_safe, ours.values())):
+                # httpx would raise UnicodeEncodeError and aiohttp ValueError,
+                # both holding the header: say what to fix, never the value.
+                raise ConfigurationError(
+                    f"{self.name}: the API key cannot be sent in an HTTP header: it holds a "
+                    "character headers do not allow (not plain ASCII, or a control character)",
+                    setting="api_key",
+                )
             headers = httpx.Headers(self._client.headers)
-            headers.update(self._headers())  # case-insensitive: ours replace the defaults
+            headers.update(ours)  # case-insensitive: ours replace the defaults
             self._sent_headers = headers
         return self._sent_headers
+
+    def _redacted(self, error: InvoiceError) -> InvoiceError:
+        """`error` with this account's key masked, should a provider echo it back.
+
+        The last line of defence: an error's text is stored in the ledger, the
+        dead letters and the pause reason, and logged.
+        """
+        token = self._authorization(redacted=False).rpartition(" ")[2]
+        secrets = [s for s in (self.config.api_key, token) if len(s) >= MIN_SECRET_CHARS]
+
+        def mask(text: str) -> str:
+            for secret in secrets:
+                text = text.replace(secret, "***")
+            return text
+
+        masked = mask(error.message)
+        fields = tuple(FieldError(mask(f.field), mask(f.message)) for f in error.field_errors)
+        if masked != error.message or fields != error.field_errors:
+            error.message, error.args, error.field_errors = masked, (masked,), fields
+        return error
 
     async def _request(
         self,
@@ -196,14 +239,22 @@ class HttpProvider(ABC):
     ) -> httpx.Response:
         """Send one request; transport failures come out as `InvoiceError`s."""
         content = dumps(body).encode() if body is not None else None
-        request = httpx.Request(
-            method,
-            self._url(path),
-            params=params,
-            content=content,
-            headers=self._wire_headers(),
-            extensions={"timeout": self._timeout},
-        )
+        headers = self._wire_headers()
+        try:
+            request = httpx.Request(
+                method,
+                self._url(path),
+                params=params,
+                content=content,
+                headers=headers,
+                extensions={"timeout": self._timeout},
+            )
+        except (httpx.InvalidURL, ValueError, TypeError) as exc:
+            # Nothing has left: the base URL cannot make a request at all.
+            raise ConfigurationError(
+                f"{self.name}: cannot build a request from the base URL ({type(exc).__name__})",
+                setting="base_url",
+            ) from None
         with map_transport_errors():
             response = await self._transport.handle_async_request(request)
             try:
@@ -227,11 +278,14 @@ class HttpProvider(ABC):
         Raises:
             InvoiceError: from the transport or from the answer, translated once.
         """
-        response = await self._request(method, path, body=body, params=params)
+        try:
+            response = await self._request(method, path, body=body, params=params)
+        except InvoiceError as error:
+            raise self._redacted(error) from error.__cause__
         payload = body_of(response)  # parsed once, for the error check and the caller
-        error = self._error_for(response, payload, operation)
-        if error is not None:
-            raise error
+        refused = self._error_for(response, payload, operation)
+        if refused is not None:
+            raise self._redacted(refused)
         return payload
 
     @abstractmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -10,7 +11,17 @@ import pytest
 import sentry_sdk
 from pydantic import SecretStr
 
-from worker.observability import MASK, ScrubFilter, _scrub_event, scrub, setup_logging, setup_sentry
+from worker import observability
+from worker.observability import (
+    MASK,
+    ScrubFilter,
+    _scrub_event,
+    describe_bug,
+    scrub,
+    setup_logging,
+    setup_sentry,
+)
+from worker.settings import load_settings
 
 KEY = "9edec21a31c0xyz789e30a3416abc123"
 """Shaped like a Maast API key (docs/providers.md, Maast, "Authentication")."""
@@ -155,3 +166,52 @@ def test_sentry_is_started_with_the_scrubber(monkeypatch: pytest.MonkeyPatch) ->
     assert seen["before_send"] is _scrub_event
     assert seen["send_default_pii"] is False
     assert seen["dsn"] == "https://public@sentry.example/1"
+
+
+CURLY_KEY = "sk-live-0123456789abcdef\u2019"
+
+
+@pytest.fixture
+def protected() -> Iterator[None]:
+    """`protect` a Stax key (shaped like no credential pattern), undone afterwards."""
+    before = set(observability._protected)
+    settings = load_settings({"STAX_API_KEY": "sk-live-0123456789abcdef"}, env_file=None)
+    observability.protect(settings)
+    # A key pasted with a curly quote never passes the settings: add it by hand.
+    observability._protected.update({CURLY_KEY, json.dumps(CURLY_KEY)[1:-1]})
+    yield
+    observability._protected.clear()
+    observability._protected.update(before)
+
+
+def test_a_protected_secret_is_masked_by_value_anywhere(protected: None) -> None:
+    bare = f"UnicodeEncodeError('ascii', 'Bearer {CURLY_KEY}', 13, 14, 'ordinal not in range')"
+    for text in (bare, json.dumps({"message": bare}), f"key={CURLY_KEY[:-1]} and more"):
+        cleaned = scrub(text)
+        assert "0123456789abcdef" not in cleaned and MASK in cleaned
+
+
+def test_the_traceback_of_a_logged_exception_is_scrubbed(
+    protected: None, scrubbed_logger: tuple[logging.Logger, ListHandler]
+) -> None:
+    logger, handler = scrubbed_logger
+    try:
+        f"Bearer {CURLY_KEY}".encode("ascii")
+    except UnicodeEncodeError as exc:
+        error = exc
+    try:
+        raise RuntimeError(f"request failed: {error!r}") from error
+    except RuntimeError:
+        logger.exception("job failed")
+    (line,) = handler.lines
+    assert "Traceback" in line and "RuntimeError" in line
+    assert "0123456789abcdef" not in line
+
+
+def test_describe_bug_names_the_type_and_the_place_never_the_text() -> None:
+    try:
+        f"Bearer {CURLY_KEY}".encode("ascii")
+    except UnicodeEncodeError as exc:
+        described = describe_bug(exc)
+    assert described.startswith("UnicodeEncodeError in ")
+    assert "test_observability.py:" in described and "0123" not in described

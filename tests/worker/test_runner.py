@@ -9,6 +9,7 @@ dead-letter entry. No worker process, no background loops.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from arq import Retry
+from typer.testing import CliRunner
 
 from jobs.errors import (
     ConfigurationError,
@@ -32,6 +34,7 @@ from jobs.models import Customer, Invoice, InvoiceReceipt, LineItem, Provider
 from jobs.sources import Record
 from tests.fakes import OK, FakeProvider, Landed, Outcome
 from tests.worker.support import enqueue_records
+from worker.cli import app
 from worker.dead_letter import DeadLetter
 from worker.dlq import DeadLetters
 from worker.keys import Keys, invoice_key
@@ -505,3 +508,41 @@ async def test_a_bug_is_raised_and_the_invoice_is_not_stranded(rig: Rig) -> None
     # ... and the invoice, which may exist at the provider, is parked for a person
     record = await rig.record()
     assert record.dead_lettered and record.state is State.IN_DOUBT
+
+
+SECRET = "sk-live-0123456789abcdef"
+"""What a leak would show: the ASCII part of a key pasted with a curly quote."""
+
+
+class HeaderBugProvider(FakeProvider):
+    """Fails the way httpx did with a curly quote in the key: an exception
+    whose text and repr hold the Authorization header."""
+
+    async def create(self, invoice: Invoice, *, send_now: bool = False) -> InvoiceReceipt:
+        await super().create(invoice, send_now=send_now)
+        f"Bearer {SECRET}\u2019".encode("ascii")
+        raise AssertionError("unreachable")
+
+
+async def test_a_bug_holding_a_header_is_parked_without_its_text(
+    rig: Rig, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.runtime.providers[Provider.MAAST] = HeaderBugProvider(Provider.MAAST)
+    await rig.enqueue(make_invoice())
+    with pytest.raises(UnicodeEncodeError):
+        await rig.run()
+    entry = await rig.dead_letter()
+    # in doubt: the create may have left before the bug (a person looks first)
+    assert entry.reason == "in_doubt" and entry.kind == "UnicodeEncodeError"
+    assert entry.message.startswith("UnicodeEncodeError in ") and "test_runner.py" in entry.message
+    record = await rig.record()
+    assert record.error is not None and SECRET not in record.error.message
+    # what people read: the log, `dlq list --json`, `dlq show`, the report
+    assert SECRET not in caplog.text
+    env = {"INVOICER_REDIS_URL": redis_url, "INVOICER_REDIS_PREFIX": PREFIX, "COLUMNS": "200"}
+    for args in (["dlq", "list", "--json"], ["dlq", "show", KEY], ["dlq", "show", KEY, "--json"]):
+        result = await asyncio.to_thread(CliRunner().invoke, app, args, env=env)
+        assert result.exit_code == 0, result.output
+        assert KEY in result.stdout and SECRET not in result.output
+    raw = await rig.runtime.redis.hgetall(rig.runtime.keys.dead_letter(KEY))
+    assert all(SECRET.encode() not in value for value in raw.values())

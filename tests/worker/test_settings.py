@@ -169,3 +169,40 @@ def test_settings_are_frozen() -> None:
     settings = load_settings({}, env_file=None)
     with pytest.raises(ValueError, match="frozen"):
         settings.lease_s = 1.0  # type: ignore[misc]
+
+
+CURLY = "sk-live-0123456789abcdef\u2019"
+"""A key pasted with the closing curly quote of the mail it came in."""
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (CURLY, "not plain ASCII"),
+        ("sk-live-0123 456789", "whitespace"),
+        ("sk-live-0123456789\t", "whitespace"),
+        ("sk-live-0123\n456789", "whitespace"),
+        ("sk-live-0123\x07456789", "control character"),
+        ('"sk-live-0123456789"x', "quote"),
+    ],
+    ids=["curly-quote", "space", "tab", "line-break", "control", "quote"],
+)
+@pytest.mark.parametrize("variable", ["MAAST_API_KEY", "STAX_API_KEY"])
+def test_a_key_headers_cannot_carry_is_refused_naming_the_variable_never_the_value(
+    variable: str, value: str, why: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({variable: value}, env_file=None)
+    message = str(caught.value)
+    assert message.startswith(f"invalid setting {variable}: ") and why in message
+    for shown in (message, repr(caught.value)):
+        assert value not in shown and "0123" not in shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["api.maast.com", "ftp://api.maast.com", "http://", "http://host:99999", "http://ex ample.com"],
+)
+def test_a_malformed_base_url_is_refused_naming_the_variable(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="invalid setting MAAST_BASE_URL: "):
+        load_settings({"MAAST_BASE_URL": url}, env_file=None)

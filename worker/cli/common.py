@@ -16,7 +16,7 @@ from jobs.models import Provider
 from worker.embedded import with_redis
 from worker.keys import Keys
 from worker.log_format import LogFormat
-from worker.observability import setup_logging
+from worker.observability import protect, setup_logging
 from worker.settings import Settings, load_settings
 
 T = TypeVar("T")
@@ -54,6 +54,7 @@ def settings() -> Settings:
         fail(exc.message)
     if _log_format is None and s.log_format != "text":
         setup_logging(fmt=s.log_format)
+    protect(s)
     return s
 
 

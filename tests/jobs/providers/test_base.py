@@ -5,6 +5,7 @@ that hangs up, never answers or refuses the connection."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -12,9 +13,10 @@ from decimal import Decimal
 
 import pytest
 
-from jobs.errors import OutcomeUnknown, ProviderUnavailable
+from jobs.errors import ConfigurationError, OutcomeUnknown, ProviderUnavailable
 from jobs.providers.base import HttpProvider, ProviderConfig, build_client
 from jobs.providers.maast import MaastProvider
+from jobs.providers.stax import StaxProvider
 from tests.jobs.providers.conftest import API_KEY, maast_invoice
 
 # --- config -----------------------------------------------------------------------
@@ -153,3 +155,66 @@ async def test_real_transport_round_trip() -> None:
             await provider.aclose()
     assert receipt.provider_id == "7"
     assert receipt.total == Decimal("15.25")
+
+
+# --- requests that cannot even be built ------------------------------------------------------
+
+CURLY_KEY = "sk-live-0123456789abcdef\u2019"
+
+
+@pytest.mark.parametrize("provider_class", [MaastProvider, StaxProvider])
+@pytest.mark.parametrize(
+    "key", [CURLY_KEY, "sk-live-0123\n456789", "sk-live-0123\x00456789"], ids=["curly", "nl", "nul"]
+)
+async def test_a_key_headers_cannot_carry_is_a_configuration_error_and_nothing_leaves(
+    provider_class: type[MaastProvider | StaxProvider], key: str
+) -> None:
+    # A config built past the settings' checks: httpx raised UnicodeEncodeError
+    # (holding "Bearer <key>") and aiohttp ValueError, both read as bugs.
+    connections: list[bytes] = []
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(await reader.read(100))
+        writer.close()
+
+    async with local_server(record) as url:
+        provider = provider_class(ProviderConfig(base_url=url, api_key=key))
+        try:
+            with pytest.raises(ConfigurationError) as caught:
+                await provider.create(maast_invoice(), send_now=False)
+        finally:
+            await provider.aclose()
+    error = caught.value
+    assert error.setting == "api_key" and "API key" in error.message
+    assert error.__cause__ is None and error.__suppress_context__
+    assert "0123" not in repr(error) and "0123" not in error.describe()
+    assert connections == []  # refused before a connection was even opened
+
+
+def test_a_base_url_that_cannot_make_a_request_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        StaxProvider(ProviderConfig(base_url="http://127.0.0.1:9/\x00", api_key=API_KEY))
+    assert caught.value.setting == "base_url"
+
+
+async def test_a_provider_echoing_our_key_back_has_it_masked() -> None:
+    answer = json.dumps({"error": f"invalid key {API_KEY}", "key": [f"{API_KEY} is revoked"]})
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Content-Length: {len(answer)}\r\n\r\n{answer}".encode()
+        )
+        await writer.drain()
+        writer.close()
+
+    async with local_server(refuse) as url:
+        provider = StaxProvider(ProviderConfig(base_url=url, api_key=API_KEY))
+        try:
+            with pytest.raises(ConfigurationError) as caught:
+                await provider.create(maast_invoice(), send_now=False)
+        finally:
+            await provider.aclose()
+    assert API_KEY not in caught.value.describe() and API_KEY not in repr(caught.value)
+    assert "invalid key ***" in caught.value.message
