@@ -544,5 +544,5 @@ async def test_a_bug_holding_a_header_is_parked_without_its_text(
         result = await asyncio.to_thread(CliRunner().invoke, app, args, env=env)
         assert result.exit_code == 0, result.output
         assert KEY in result.stdout and SECRET not in result.output
-    raw = await rig.runtime.redis.hgetall(rig.runtime.keys.dead_letter(KEY))
+    raw = await rig.runtime.redis.hgetall(rig.runtime.keys.dead_letter(KEY))  # type: ignore[misc]
     assert all(SECRET.encode() not in value for value in raw.values())
