@@ -119,6 +119,8 @@ def _worker(
         burst=burst,
         handle_signals=False,
         ctx={"runtime": runtime},
+        refusals=runtime.refusals,
+        provider=provider,
     )
     # arq derives this from the job timeout (minutes) and never renews it;
     # ours is short and renewed by the runtime's heartbeat (worker/runtime.py).

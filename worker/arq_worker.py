@@ -14,28 +14,66 @@ tests/worker exercise them).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from arq.utils import timestamp_ms, to_ms
 from arq.worker import Worker
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from jobs.models import Provider
+from worker.arq_job import MAX_TRIES
 from worker.keys import ARQ_ABORT, ARQ_IN_PROGRESS, ARQ_JOB, ARQ_RESULT, ARQ_RETRY
+from worker.observability import describe_bug
+from worker.refused import MAX_JOB_BYTES, MAX_JOB_ID_BYTES, Refusals, problem_of, shown
 from worker.replies import text
 
+log = logging.getLogger("invoicer.worker")
+
 # KEYS: none. ARGV: 1 queue, 2 in-progress key prefix, 3 now (ms), 4 in-progress
-# TTL (ms), 5.. job ids. arq's own check-and-set per id (`Worker.start_jobs`),
-# atomic here instead of WATCH/MULTI. Returns {job id, score} per job taken.
+# TTL (ms), 5 job key prefix, 6 retry key prefix, 7 largest body (bytes), 8
+# longest id (bytes), 9 arq's try limit, 10.. job ids. arq's own check-and-set
+# per id (`Worker.start_jobs`), atomic here instead of WATCH/MULTI, plus what
+# arq's `run_job` assumes of a job and never checks (`check`): its key holds
+# a string of sane size, its retry counter an integer arq can increment and
+# stay below its try limit with. Returns {job id, score, body, problem} per
+# job taken: an empty body and the problem when the job must be refused.
 _START_JOBS_LUA = """
+local function check(id)
+  if #id > tonumber(ARGV[8]) then return '', 'its id is ' .. #id .. ' bytes long' end
+  local job = ARGV[5] .. id
+  local kind = redis.call('TYPE', job)['ok']
+  if kind == 'none' then return '', 'its job body is missing' end
+  if kind ~= 'string' then return '', 'its job key holds a Redis ' .. kind .. ', not a job' end
+  local size = redis.call('STRLEN', job)
+  if size > tonumber(ARGV[7]) then
+    return '', 'its body is ' .. size .. ' bytes, over the limit of ' .. ARGV[7]
+  end
+  local retry = ARGV[6] .. id
+  local retry_kind = redis.call('TYPE', retry)['ok']
+  if retry_kind ~= 'none' then
+    local n = retry_kind == 'string' and redis.call('GET', retry) or ''
+    if not string.match(n, '^%d+$') or #n > 12 or tonumber(n) >= tonumber(ARGV[9]) then
+      return '', 'its retry counter is not a try count below ' .. ARGV[9]
+    end
+  end
+  return redis.call('GET', job), ''
+end
+
 local taken = {}
-for i = 5, #ARGV do
+for i = 10, #ARGV do
   local in_progress = ARGV[2] .. ARGV[i]
   if redis.call('EXISTS', in_progress) == 0 then
     local score = redis.call('ZSCORE', ARGV[1], ARGV[i])
     if score and tonumber(score) <= tonumber(ARGV[3]) then
       redis.call('PSETEX', in_progress, ARGV[4], '1')
-      taken[#taken + 1] = {ARGV[i], score}
+      local body, problem = check(ARGV[i])
+      taken[#taken + 1] = {ARGV[i], score, body, problem}
     end
   end
 end
@@ -43,8 +81,29 @@ return taken
 """
 
 
+@dataclass(frozen=True)
+class _Taken:
+    """A job the start script took (its in-progress key is ours now)."""
+
+    raw_id: bytes
+    score: int
+    problem: str | None
+    """Why it must be refused instead of run; `None`: arq may run it."""
+    body: str = ""
+    """What it held, for the refused-jobs entry."""
+
+
 FINISH_WINDOW_S = 0.002
 """How long a finished job's writes wait for other jobs' to share a round trip."""
+
+
+def _raw(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _name(raw_id: bytes) -> str:
+    """A job id as arq and our logs use it (any bytes Redis held, readable)."""
+    return raw_id.decode(errors="backslashreplace")
 
 
 class BatchStartWorker(Worker):
@@ -63,11 +122,18 @@ class BatchStartWorker(Worker):
     _start_script: AsyncScript | None = None
     _finishing: list[tuple[Callable[[Pipeline], None], asyncio.Future[None]]] | None = None
 
+    def __init__(self, *args: Any, refusals: Refusals, provider: Provider, **kwargs: Any) -> None:
+        """arq's `Worker` for `provider`'s queue; refused jobs go to `refusals`."""
+        super().__init__(*args, **kwargs)
+        self.refusals = refusals
+        self.provider = provider
+
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """Start the jobs `job_ids` names, as many at a time as slots are free."""
+        """Start the jobs `job_ids` names, as many at a time as slots are free;
+        refuse, instead of running, those arq could not run (`worker.refused`)."""
         # The ids of jobs running here come back at every poll (arq leaves a
         # job in the queue until it ends): skip them without asking Redis.
-        pending = [j for j in map(bytes.decode, job_ids) if self._not_running(j)]
+        pending = [j for j in job_ids if self._not_running(_name(j))]
         # Checked again after each wait for a slot: a SIGTERM meanwhile means
         # "take no new job", and a job taken now would be cut off mid-request.
         while pending and self.allow_pick_jobs:
@@ -77,18 +143,47 @@ class BatchStartWorker(Worker):
             batch, pending = pending[:slots], pending[slots:]
             self.job_counter += slots
             taken = await self._take(batch)
-            for job_id in batch:
-                if job_id not in taken:
+            for raw_id in batch:
+                job = taken.get(raw_id)
+                if job is None:
                     self.job_counter -= 1
                     self.sem.release()
                     continue
-                task = self.loop.create_task(self.run_job(job_id, taken[job_id]))
+                job_id = _name(raw_id)
+                step = self.run_job(job_id, job.score) if job.problem is None else self._refuse(job)
+                task = self.loop.create_task(step)
                 task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
                 self.tasks[job_id] = task
 
     def _not_running(self, job_id: str) -> bool:
         task = self.tasks.get(job_id)
         return task is None or task.done()
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        """arq's `run_job`, except that nothing it raises stops the worker.
+
+        The checks before it (`_take`) let through only jobs arq can run;
+        should arq still fail on one (it changed between the check and arq's
+        read), the job is refused. A lost Redis connection is left to the
+        poll loop.
+        """
+        try:
+            await super().run_job(job_id, score)
+        except (RedisConnectionError, RedisTimeoutError):
+            raise
+        except Exception as bug:
+            problem = f"arq could not run it ({describe_bug(bug)})"
+            await self._refuse(_Taken(job_id.encode(), score, problem))
+
+    async def _refuse(self, job: _Taken) -> None:
+        # Runs as a job task: whatever happens, it must not raise into arq's
+        # poll loop (which would stop the worker, the very thing refused).
+        try:
+            await self.refusals.refuse(self.queue_name, job.raw_id, job.problem or "", job.body)
+        except (RedisConnectionError, RedisTimeoutError):
+            raise
+        except Exception as bug:
+            log.error("could not refuse job %s: %s", shown(_name(job.raw_id)), describe_bug(bug))
 
     async def _free_slots(self, wanted: int) -> int:
         # Like arq: wait for one slot, then take every other free one at once.
@@ -102,13 +197,25 @@ class BatchStartWorker(Worker):
             slots += 1
         return slots
 
-    async def _take(self, job_ids: list[str]) -> dict[str, int]:
+    async def _take(self, job_ids: list[bytes]) -> dict[bytes, _Taken]:
         ttl_ms = int(self.in_progress_timeout_s * 1000)
-        args: list[str | int] = [self.queue_name, ARQ_IN_PROGRESS, timestamp_ms(), ttl_ms]
+        args: list[bytes | str | int] = [self.queue_name, ARQ_IN_PROGRESS, timestamp_ms(), ttl_ms]
+        args += [ARQ_JOB, ARQ_RETRY, MAX_JOB_BYTES, MAX_JOB_ID_BYTES, MAX_TRIES]
         if self._start_script is None:
             self._start_script = self.pool.register_script(_START_JOBS_LUA)
         reply = await self._start_script(args=[*args, *job_ids])
-        return {text(job_id): int(float(score)) for job_id, score in reply}
+        taken = [self._checked(_raw(job_id), *rest) for job_id, *rest in reply]
+        return {job.raw_id: job for job in taken}
+
+    def _checked(
+        self, raw_id: bytes, score: bytes | str, body: bytes | str, problem: bytes | str
+    ) -> _Taken:
+        """A taken job, with the problem that forbids running it (Redis's or its body's)."""
+        content = _raw(body)
+        found = text(problem) or problem_of(
+            _name(raw_id), content, self.refusals.keys, self.provider
+        )
+        return _Taken(raw_id, int(float(score)), found or None, content.decode(errors="replace"))
 
     async def finish_job(
         self,

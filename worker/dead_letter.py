@@ -24,7 +24,7 @@ from jobs.errors import ErrorInfo, FieldError, InvoiceInvalid
 from jobs.models import Provider
 from jobs.sources import RecordError
 from worker.error_json import field_errors_from_list, field_errors_to_list
-from worker.keys import Keys, invoice_key
+from worker.keys import InvoiceKey, Keys, invoice_key
 from worker.lua import INVOICES_PER_CALL, Scripts, script_env
 from worker.replies import RawHash, decoded, text
 
@@ -75,9 +75,9 @@ class DeadLetter:
         h = decoded(raw)
         return cls(
             invoice_key=h["invoice_key"],
-            provider=Provider(h["provider"]),
-            number=h["number"],
-            batch=h["batch"],
+            provider=_provider_of(h),
+            number=h.get("number", ""),
+            batch=h.get("batch", ""),
             reason=h.get("reason", ""),
             kind=h.get("kind", ""),
             message=h.get("message", ""),
@@ -85,8 +85,10 @@ class DeadLetter:
             code=h.get("code") or None,
             field_errors=field_errors_from_list(json.loads(h.get("field_errors") or "[]")),
             attempts=int(h.get("attempts") or 0),
-            first_at_ms=int(h.get("first_at_ms") or 0),
-            last_at_ms=int(h.get("last_at_ms") or 0),
+            # Copied from the ledger record, which may be what was damaged
+            # (worker.damaged): an entry about it must still read.
+            first_at_ms=_ms(h.get("first_at_ms")),
+            last_at_ms=_ms(h.get("last_at_ms")),
             payload=h.get("payload", ""),
         )
 
@@ -107,6 +109,17 @@ class DeadLetter:
             _iso(self.last_at_ms),
         ]
         return [_no_formula(v) for v in values]
+
+
+def _provider_of(h: dict[str, str]) -> Provider:
+    try:
+        return Provider(h.get("provider", ""))
+    except ValueError:
+        return InvoiceKey.parse(h["invoice_key"]).provider
+
+
+def _ms(value: str | None) -> int:
+    return int(value) if value and value.isdigit() else 0
 
 
 def entry_fields(error: ErrorInfo, *, attempts: int, reason: str | None = None) -> str:

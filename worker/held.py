@@ -202,7 +202,12 @@ class HeldEntry:
         self._released = True
 
     async def dead_letter(
-        self, error: ErrorInfo, *, attempts: int, exhausted: bool | None = None
+        self,
+        error: ErrorInfo,
+        *,
+        attempts: int,
+        exhausted: bool | None = None,
+        may_have_landed: bool | None = None,
     ) -> None:
         """Park the invoice for a person, writing its dead-letter entry.
 
@@ -215,8 +220,13 @@ class HeldEntry:
             attempts: failed attempts so far, for the entry.
             exhausted: the retry budget ran out (entry reason "exhausted");
                 `None` infers it from a transient `error`.
+            may_have_landed: a create of this holder's may have reached the
+                provider (a `sending` record then stays in doubt); `None`
+                infers it from `error` (only a permanent one proves it did not).
         """
-        await self._transitions.dead_letter(self, error, attempts=attempts, exhausted=exhausted)
+        await self._transitions.dead_letter(
+            self, error, attempts=attempts, exhausted=exhausted, may_have_landed=may_have_landed
+        )
 
     async def release(self) -> None:
         """Give the record back (job finished or deferred).
@@ -287,13 +297,21 @@ class Transitions:
         return reply
 
     async def dead_letter(
-        self, entry: HeldEntry, error: ErrorInfo, *, attempts: int, exhausted: bool | None
+        self,
+        entry: HeldEntry,
+        error: ErrorInfo,
+        *,
+        attempts: int,
+        exhausted: bool | None,
+        may_have_landed: bool | None = None,
     ) -> None:
         """Dead-letter a held entry (see `HeldEntry.dead_letter`)."""
         if exhausted is None:
             exhausted = error.reason in TRANSIENT_REASONS
         fields = entry_fields(error, attempts=attempts, reason="exhausted" if exhausted else None)
-        maybe_landed = "0" if error.reason in PERMANENT_REASONS else "1"
+        if may_have_landed is None:
+            may_have_landed = error.reason not in PERMANENT_REASONS
+        maybe_landed = "1" if may_have_landed else "0"
         reply = await self.scripts.dead_letter(
             args=[
                 self.env,

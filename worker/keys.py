@@ -174,6 +174,10 @@ class Keys:
         """String: set (NX) by the one process that reports a configuration pause."""
         return f"{self.prefix}pause-reported:{provider.value}:{account}"
 
+    def refused_jobs(self) -> str:
+        """List: jobs no worker may run (JSON, newest first, capped; `worker.refused`)."""
+        return f"{self.prefix}refused-jobs"
+
     def health(self, provider: Provider) -> str:
         """String with TTL: arq's health check of the workers draining one provider's queue."""
         return f"{self.prefix}health:{provider.value}"

@@ -24,13 +24,14 @@ from enum import StrEnum
 from typing import cast
 
 import redis.asyncio as aioredis
+from pydantic import ValidationError
 
 from jobs.errors import ErrorInfo
 from jobs.models import InvoiceReceipt, Provider
 from jobs.ports import Claim
 from worker.error_json import error_from_json
 from worker.held import HeldEntry, Transitions
-from worker.keys import Keys
+from worker.keys import InvoiceKey, Keys
 from worker.pauses import pause_from_read
 from worker.replies import RawHash, decoded, text
 
@@ -105,6 +106,32 @@ class LedgerRecord:
         )
 
 
+class UnreadableRecord(Exception):
+    """A claimed record holds a field that does not parse: the claim's lease
+    is held (`held` can dead-letter it), but nothing else about it is known."""
+
+    def __init__(self, held: HeldEntry, why: str) -> None:
+        super().__init__(f"{held.invoice_key}: {why}")
+        self.held = held
+        self.why = why
+
+
+def unreadable(exc: ValueError) -> str:
+    """What did not parse, in a line (pydantic's errors without the values they quote)."""
+    if isinstance(exc, ValidationError):
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()]
+        return f"{exc.title}: " + "; ".join(problems[:3])
+    return str(exc)[:300]
+
+
+def _owner(invoice_key: str) -> tuple[Provider, str]:
+    try:
+        parts = InvoiceKey.parse(invoice_key)
+    except ValueError:
+        return Provider.MAAST, "default"  # only names the entry: a dead letter reads the record
+    return parts.provider, parts.account
+
+
 class Ledger:
     """The invoice ledger on one Redis."""
 
@@ -126,6 +153,10 @@ class Ledger:
         """The record of `invoice_key`, or `None`."""
         raw = await cast(Awaitable[RawHash], self.redis.hgetall(self.keys.ledger(invoice_key)))
         return LedgerRecord.parse(invoice_key, raw) if raw else None
+
+    async def exists(self, invoice_key: str) -> bool:
+        """Whether the ledger has a record of `invoice_key`."""
+        return bool(await self.redis.exists(self.keys.ledger(invoice_key)))
 
     async def get_many(self, invoice_keys: Sequence[str]) -> list[LedgerRecord | None]:
         """Records of many invoices in one round trip, in order."""
@@ -165,6 +196,10 @@ class Ledger:
                 a job that dies before its request leaves costs a lookup.
             pause_key: also read this pause flag (`HeldEntry.pause`), saving
                 the limiter its own probe.
+
+        Raises:
+            UnreadableRecord: the record was claimed but a field does not
+                parse; its `held` can still dead-letter it.
         """
         t = self.transitions
         token = secrets.token_hex(8)
@@ -174,6 +209,37 @@ class Ledger:
         r = [text(v) for v in await t.batch(t.scripts.claim, args)]
         if r[0] != "held":
             return None
+        try:
+            return self._held(invoice_key, job_id, token, r, pause_key, started)
+        except ValueError as exc:  # pydantic's ValidationError is one too
+            provider, account = _owner(invoice_key)
+            held = HeldEntry(
+                invoice_key,
+                job_id,
+                token,
+                Claim(),
+                "",
+                provider,
+                account,
+                "",
+                0,
+                0,
+                t,
+                deadline=started + t.lease_ms / 1000,
+            )
+            raise UnreadableRecord(held, unreadable(exc)) from None
+
+    def _held(
+        self,
+        invoice_key: str,
+        job_id: str,
+        token: str,
+        r: list[str],
+        pause_key: str | None,
+        started: float,
+    ) -> HeldEntry:
+        """The entry a claim's reply describes (ValueError: a field does not parse)."""
+        t = self.transitions
         return HeldEntry(
             invoice_key=invoice_key,
             job_id=job_id,

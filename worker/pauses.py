@@ -79,9 +79,16 @@ def parse_pause(raw: bytes | str, pttl_ms: int, now_ms: int) -> PauseState:
     return PauseState(
         reason=str(data.get("reason", "")),
         until_ms=until_ms,
-        set_at_ms=int(set_at) if isinstance(set_at, int | float) else None,
+        set_at_ms=int(set_at)
+        if isinstance(set_at, int | float) and math.isfinite(set_at)
+        else None,
         remaining_s=remaining_s,
     )
+
+
+def _finite(value: object) -> bool:
+    # JSON takes 1e999 for infinity: a hand-set flag must not crash a reader.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 async def pause_provider(

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, NoReturn, TypedDict
 
 from arq import Retry
+from pydantic import ValidationError
+from redis.exceptions import ResponseError
 
 from jobs.create_invoice import create_invoice
 from jobs.errors import (
@@ -46,8 +48,10 @@ from jobs.errors import (
     TransientError,
 )
 from jobs.models import Invoice, Provider
+from worker.damaged import park_damaged, park_unreadable
 from worker.held import HeldEntry, LeaseLost
 from worker.keys import InvoiceKey
+from worker.ledger import UnreadableRecord, unreadable
 from worker.observability import describe_bug
 from worker.retry_policy import Attempt, Defer, counts_as_failure, decide
 from worker.runtime import Runtime
@@ -95,6 +99,7 @@ async def create_invoice_job(ctx: dict[str, Any], invoice_key: str) -> JobResult
     runtime = job.runtime
     held = await _claim(runtime, invoice_key, job.job_id)
     if held is None:
+        await _nothing_to_do(runtime, invoice_key, job.job_id)
         return JobResult(outcome="nothing_to_do", invoice_key=invoice_key)
     runtime.holding.add(held)
     try:
@@ -121,7 +126,26 @@ async def _claim(runtime: Runtime, invoice_key: str, job_id: str) -> HeldEntry |
     provider = _provider_of(invoice_key)
     limiter = runtime.limiters.get(provider) if provider is not None else None
     pause_key = limiter.pause_key if limiter is not None and limiter.probes_pause else None
-    return await runtime.ledger.claim(invoice_key, job_id, early_sending=True, pause_key=pause_key)
+    try:
+        return await runtime.ledger.claim(
+            invoice_key, job_id, early_sending=True, pause_key=pause_key
+        )
+    except (UnreadableRecord, ResponseError) as damage:
+        # A record Redis hands back that does not parse, or that our scripts
+        # cannot move: parked or refused, never raised (it would strand it).
+        await park_damaged(runtime.refusals, runtime.keys, job_id, damage)
+        return None
+
+
+async def _nothing_to_do(runtime: Runtime, invoice_key: str, job_id: str) -> None:
+    # A superseded, finished or busy invoice is routine (a stale generation,
+    # a second run). No record at all means a job that is not ours to run:
+    # it is listed and said once (the job ends here).
+    if await runtime.ledger.exists(invoice_key):
+        return
+    provider = _provider_of(invoice_key)
+    queue = runtime.keys.queue(provider) if provider is not None else "?"
+    await runtime.refusals.refuse_unknown(queue, job_id, invoice_key)
 
 
 def _provider_of(invoice_key: str) -> Provider | None:
@@ -135,7 +159,14 @@ def _provider_of(invoice_key: str) -> Provider | None:
 
 async def _run(runtime: Runtime, held: HeldEntry, *, job_try: int) -> JobResult:
     started = time.monotonic()
-    invoice = Invoice.model_validate_json(held.payload)
+    try:
+        invoice = Invoice.model_validate_json(held.payload)
+    except ValidationError as exc:
+        # Nothing left in this run: a record premarked `sending` is rejected,
+        # one already in doubt stays in doubt.
+        why = f"payload: {unreadable(exc)}"
+        await park_unreadable(runtime.refusals, runtime.keys, held, why, may_have_landed=False)
+        return JobResult(outcome="dead_lettered", invoice_key=held.invoice_key)
     held.release_when_done = not invoice.send
     # DEBUG: at INFO, a line per start costs more than the rest of the logging.
     log.debug("start %s try=%d", held.invoice_key, job_try)

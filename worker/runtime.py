@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import redis.asyncio as aioredis
 
@@ -26,6 +27,7 @@ from worker.keys import ARQ_IN_PROGRESS, Keys
 from worker.ledger import Ledger
 from worker.limits import ProviderLimiter
 from worker.metrics import TimedProvider
+from worker.refused import Refusals
 from worker.settings import ProviderSettings, Settings
 from worker.upkeep import Upkeep
 
@@ -102,6 +104,11 @@ class Runtime:
             asyncio.create_task(runtime._every(REAP_INTERVAL_S, runtime._reap)),
         ]
         return runtime
+
+    @cached_property
+    def refusals(self) -> Refusals:
+        """Where jobs no worker may run go (`worker.refused`)."""
+        return Refusals(self.redis, self.keys, self.ledger)
 
     async def close(self) -> None:
         """Stop the loops and close the HTTP clients."""

@@ -95,6 +95,8 @@ class StatusSnapshot:
     rate_per_minute: float
     """Invoices finished (created, sent or rejected) in the last minute."""
     batch: BatchInfo | None = None
+    refused_jobs: int = 0
+    """Entries of the refused-jobs list (`worker.refused`): jobs no worker may run."""
 
     @property
     def remaining(self) -> int:
@@ -130,6 +132,7 @@ class StatusSnapshot:
             "rate_per_minute": self.rate_per_minute,
             "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
             "providers": [p.as_dict() for p in self.providers],
+            "refused_jobs": self.refused_jobs,
         }
 
 
@@ -155,11 +158,12 @@ async def read_status(
     pipe = redis.pipeline(transaction=False)
     pipe.hgetall(counters_key)
     pipe.zcard(keys.dead_letters())
+    pipe.llen(keys.refused_jobs())
     for p in providers:
         pipe.zcard(keys.queue(p))
         pipe.zcount(keys.queue(p), "-inf", now)
         pipe.zcount(keys.throughput(p), now - RATE_WINDOW_S * 1000, "+inf")
-    raw_counters, dead, *per_provider = await pipe.execute()
+    raw_counters, dead, refused, *per_provider = await pipe.execute()
     counters = decoded(raw_counters)
     if batch is not None and not counters:
         raise UnknownBatch(batch)
@@ -178,6 +182,7 @@ async def read_status(
         dead_letters=int(dead),
         rate_per_minute=_rate(statuses, info),
         batch=info,
+        refused_jobs=int(refused),
     )
 
 

@@ -162,9 +162,11 @@ async def test_401_pauses_until_resumed_and_is_logged_once(
     await asyncio.gather(first.record(refused), second.record(refused), first.record(refused))
     # Then the account is paused with no end, and reported exactly once
     state = await second.pause_state()
-    assert state is not None and state.indefinite and state.reason == "401: API key refused"
+    reason = "401: API key refused (check STAX_API_KEY)"
+    assert state is not None and state.indefinite and state.reason == reason
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "invoicer resume stax" in errors[0].getMessage()
+    assert "fix STAX_API_KEY" in errors[0].getMessage()
     with pytest.raises(RateLimited) as deferred:
         await second.acquire()
     assert deferred.value.retry_after_s == PAUSE_RECHECK_S

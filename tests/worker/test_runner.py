@@ -41,6 +41,7 @@ from worker.keys import Keys, invoice_key
 from worker.ledger import Ledger, LedgerRecord, State
 from worker.limits import ProviderLimiter
 from worker.pauses import PauseState, pause_provider, pause_state
+from worker.refused import refused_jobs
 from worker.retry_policy import PAUSE_RECHECK_S
 from worker.runner import JobResult, create_invoice_job
 from worker.runtime import Runtime
@@ -485,9 +486,16 @@ async def test_stale_job_of_a_superseded_generation_does_nothing(rig: Rig) -> No
     assert rig.provider.held["INV-1"][0].total == Decimal("12.00")
 
 
-async def test_unknown_invoice_key_does_nothing(rig: Rig) -> None:
+async def test_a_job_for_an_unknown_invoice_is_dropped_and_said_once(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
     assert (await rig.run("maast:NOPE", job_id="rt:maast:NOPE#1"))["outcome"] == "nothing_to_do"
     assert rig.provider.calls == []
+    (refused,) = await refused_jobs(rig.runtime.redis, rig.runtime.keys)
+    assert (refused.job_id, refused.invoice_key) == ("rt:maast:NOPE#1", "maast:NOPE")
+    assert "no ledger record for maast:NOPE" in refused.reason
+    (line,) = [r.getMessage() for r in caplog.records if "refused job" in r.getMessage()]
+    assert "rt:maast:NOPE#1" in line and "no ledger record" in line
 
 
 class BuggyProvider(FakeProvider):

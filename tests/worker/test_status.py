@@ -206,6 +206,7 @@ async def test_cli_json_has_the_documented_fields(
         "rate_per_minute",
         "eta_s",
         "providers",
+        "refused_jobs",
     }
     assert data["counts"]["in_doubt"] == 1 and data["eta_s"] == 90.0
     assert data["batch"]["id"] == batch

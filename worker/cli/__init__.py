@@ -37,6 +37,7 @@ _COMMAND_MODULES: dict[str, str] = {
     "sandbox": "sandbox",
     "demo": "demo",
     "dlq": "dlq",
+    "refused": "refused",
     "redis": "operate",
     "web": "web",
 }

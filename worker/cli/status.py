@@ -196,10 +196,13 @@ def _providers_table(snap: StatusSnapshot) -> Table:
 
 
 def _summary(snap: StatusSnapshot) -> str:
-    return (
+    line = (
         f"remaining {snap.remaining}  ·  rate {snap.rate_per_minute:.0f}/min  ·  "
         f"ETA {format_eta(snap.eta_s)}  ·  dead letters {snap.dead_letters}"
     )
+    if snap.refused_jobs:
+        line += f"  ·  [yellow]refused jobs {snap.refused_jobs}[/] (invoicer refused list)"
+    return line
 
 
 def format_eta(eta_s: float | None) -> str:
