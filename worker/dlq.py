@@ -72,7 +72,11 @@ class DeadLetters:
         # at `offset` in it instead of reading the entries before.
         exact = provider is None
         start = offset if exact else 0
-        async for entry in self._scan(batch=batch, reason=reason, provider=provider, start=start):
+        # A page of the list reads no more entries than it shows.
+        size = min(PAGE_SIZE, limit) if exact else PAGE_SIZE
+        async for entry in self._scan(
+            batch=batch, reason=reason, provider=provider, start=start, page_size=size
+        ):
             if not exact and skipped < offset:
                 skipped += 1
                 continue
@@ -184,11 +188,12 @@ class DeadLetters:
         reason: str | None = None,
         provider: Provider | None = None,
         start: int = 0,
+        page_size: int = PAGE_SIZE,
     ) -> AsyncIterator[DeadLetter]:
         """Entries newest first from rank `start` of the index of `batch` and/or
         `reason` (or all), `provider` checked here; never KEYS."""
         index = self._index(batch=batch, reason=reason)
-        while page := await self._page(index, start):
+        while page := await self._page(index, start, page_size):
             for entry in page:
                 if entry is None:  # removed between the index read and the entry read
                     continue
@@ -198,11 +203,13 @@ class DeadLetters:
                     and (provider is None or entry.provider is provider)
                 ):
                     yield entry
-            start += PAGE_SIZE
+            start += page_size
 
-    async def _page(self, index: str, start: int) -> builtins.list[DeadLetter | None]:
-        """Entries `start .. start+PAGE_SIZE` of `index` (newest first); None where one vanished."""
-        keys = await self.redis.zrevrange(index, start, start + PAGE_SIZE - 1)
+    async def _page(
+        self, index: str, start: int, size: int = PAGE_SIZE
+    ) -> builtins.list[DeadLetter | None]:
+        """Entries `start .. start+size` of `index` (newest first); None where one vanished."""
+        keys = await self.redis.zrevrange(index, start, start + size - 1)
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hgetall(self.keys.dead_letter(text(key)))
