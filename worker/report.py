@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from jobs.errors import ErrorInfo
 from jobs.models import Invoice
-from worker.keys import Keys
+from worker.keys import InvoiceKey, Keys
 from worker.ledger import Ledger, LedgerRecord, State
 from worker.replies import text
 from worker.status import UnknownBatch
@@ -125,7 +125,7 @@ def _row(invoice_key: str, record: LedgerRecord | None) -> Iterator[str]:
     if record is None:
         # A member without a record would be a ledger bug; show it rather
         # than silently dropping a line finance will count.
-        yield from (invoice_key.partition(":")[2], invoice_key, "missing")
+        yield from (_number_of(invoice_key), invoice_key, "missing")
         yield from ("",) * (len(COLUMNS) - 3)
         return
     receipt = record.receipt
@@ -139,6 +139,13 @@ def _row(invoice_key: str, record: LedgerRecord | None) -> Iterator[str]:
     yield "" if record.error is None or record.state in _SUCCESS else describe_error(record.error)
     yield str(record.failures)
     yield iso_ms(record.updated_at_ms)
+
+
+def _number_of(invoice_key: str) -> str:
+    try:
+        return InvoiceKey.parse(invoice_key).number
+    except ValueError:  # not one of our keys: no number to show
+        return ""
 
 
 def _total(record: LedgerRecord) -> str:

@@ -148,7 +148,7 @@ async def read_status(
     """Read one snapshot: counts of everything (or of `batch`), queues, pauses, rate.
 
     The counters and queue sizes come from one pipelined round trip; pause
-    states are read through `worker.limits.pause_state`, which owns their format.
+    states are read through `worker.pauses.pause_state`, which owns their format.
 
     Raises:
         UnknownBatch: `batch` is given and no such batch exists.

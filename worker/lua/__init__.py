@@ -2,12 +2,13 @@
 
 Each `.lua` file here is one atomic transition; `common.lua` is prepended to
 each ledger script and `limit_common.lua` to each limiter script
-(`limit_*.lua`, used by `worker.limits`): Redis scripts cannot import. Key formats stay in
-`worker.keys.Keys`: `script_env` turns them into templates the scripts fill
+(`limit_*.lua`, used by `worker.limits` and `worker.pauses`): Redis scripts
+cannot import. Key formats stay in `worker.keys.Keys` and arq's job format
+in `worker.arq_job`: `script_env` turns them into templates the scripts fill
 in, passed as the first argument of every call, so no key name is spelled
 twice. This module only loads, registers and calls scripts (`ScriptBatch`
 sends the calls of concurrent jobs together); what they mean is documented
-in `worker.ledger` and `worker.enqueue`.
+in `worker.ledger`, `worker.held`, `worker.enqueue` and `worker.dead_letter`.
 """
 
 from __future__ import annotations
