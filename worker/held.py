@@ -5,7 +5,7 @@ from `Ledger.claim` until `release`, with a lease token: every change it
 makes is one script (`worker/lua/held.lua`, `dead_letter.lua`) that first
 compares that token, so a worker that lost its lease (it stalled and the
 reaper handed the job on) can no longer touch the record. The claims and
-changes of concurrent jobs share round trips (`Transitions.batch`).
+changes of concurrent jobs share round trips (`worker.transitions`).
 
 A lease says who holds a record, not whether its request is done: a holder
 never starts a request unless its lease is still valid by its own clock,
@@ -21,41 +21,18 @@ does (`worker.retry_policy`), through `HeldEntry`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from time import monotonic
-
-import redis.asyncio as aioredis
 
 from jobs.errors import ErrorInfo, NotYet
 from jobs.models import InvoiceReceipt, Provider
 from jobs.ports import Claim, Verification
-from worker.dead_letter import entry_fields
 from worker.error_json import error_to_json
-from worker.keys import Keys
-from worker.lua import ScriptBatch, Scripts, script_env
 from worker.pauses import PauseState
 from worker.replies import text
-from worker.retry_policy import PERMANENT_REASONS, TRANSIENT_REASONS
+from worker.transitions import InvalidTransition, LeaseLost, Transitions
 
-BATCH_WINDOW_S = 0.002
-"""How long a claim or transition waits for those of other jobs to share its
-round trip: under load ~5 calls go together (a round trip costs the worker
-~70 us of CPU); alone, a call is 2 ms later, well within the pickup budget."""
-
-
-_RENEWING = frozenset(
-    {"heartbeat", "sending", "created", "verified", "verify_later", "send_started"}
-)
-"""Transitions whose script renews the lease (worker/lua/held.lua)."""
-
-
-class LeaseLost(Exception):
-    """Another worker took this invoice over; stop touching it."""
-
-
-class InvalidTransition(RuntimeError):
-    """A holder asked for a change its record's state does not allow (a bug)."""
+__all__ = ["HeldEntry", "InvalidTransition", "LeaseLost"]
 
 
 @dataclass(eq=False)
@@ -240,111 +217,3 @@ class HeldEntry:
         if self._released:
             return
         await self._transitions.change(self, "release")
-
-
-class Transitions:
-    """The scripts that change held records, on one Redis: shared by a
-    `Ledger` and every entry it hands out."""
-
-    def __init__(self, redis: aioredis.Redis, keys: Keys, *, lease_ms: int, window_ms: int) -> None:
-        self.redis = redis
-        self.lease_ms = lease_ms
-        self.window_ms = window_ms
-        self.margin_s = min(1.0, lease_ms / 4000)
-        """How much of a lease must be left to start a request."""
-        self.scripts = Scripts.register(redis)
-        self.env = script_env(keys)
-        # Claims and transitions of concurrent jobs share round trips.
-        self.batch = ScriptBatch(redis, window_s=BATCH_WINDOW_S)
-
-    async def heartbeat(self, held: Iterable[HeldEntry]) -> None:
-        """Extend the leases of entries this process still holds (one pipeline)."""
-        entries = list(held)
-        if not entries:
-            return
-        started = monotonic()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for entry in entries:
-                await self.scripts.held(args=self._held_args(entry, "heartbeat"), client=pipe)
-            replies = await pipe.execute()
-        for entry, reply in zip(entries, replies, strict=True):
-            if text(reply[0]) == "ok":
-                entry.deadline = started + self.lease_ms / 1000
-
-    async def change(
-        self,
-        entry: HeldEntry,
-        op: str,
-        data: str = "",
-        *,
-        count_failure: bool = False,
-        flag: bool | None = None,
-        aux: str = "",
-    ) -> Sequence[bytes | str]:
-        """Run one held-entry transition (see `worker/lua/held.lua`); its reply.
-
-        `flag` is the script's op-specific flag (default: `count_failure`),
-        `aux` its op-specific extra argument.
-        """
-        flagged = count_failure if flag is None else flag
-        started = monotonic()
-        reply: Sequence[bytes | str] = await self.batch(
-            self.scripts.held, [*self._held_args(entry, op, data, flagged), aux]
-        )
-        self._check(entry, op, reply)
-        if op in _RENEWING and not (len(reply) > 2 and text(reply[2]) == "released"):
-            entry.deadline = started + self.lease_ms / 1000
-        return reply
-
-    async def dead_letter(
-        self,
-        entry: HeldEntry,
-        error: ErrorInfo,
-        *,
-        attempts: int,
-        exhausted: bool | None,
-        may_have_landed: bool | None = None,
-    ) -> None:
-        """Dead-letter a held entry (see `HeldEntry.dead_letter`)."""
-        if exhausted is None:
-            exhausted = error.reason in TRANSIENT_REASONS
-        fields = entry_fields(error, attempts=attempts, reason="exhausted" if exhausted else None)
-        if may_have_landed is None:
-            may_have_landed = error.reason not in PERMANENT_REASONS
-        maybe_landed = "1" if may_have_landed else "0"
-        reply = await self.scripts.dead_letter(
-            args=[
-                self.env,
-                "",
-                entry.invoice_key,
-                entry.token,
-                error_to_json(error),
-                fields,
-                maybe_landed,
-            ]
-        )
-        self._check(entry, "dead_letter", reply)
-
-    def _held_args(
-        self, entry: HeldEntry, op: str, data: str = "", count_failure: bool = False
-    ) -> list[str | int]:
-        flag = "1" if count_failure else "0"
-        return [
-            self.env,
-            "",
-            entry.invoice_key,
-            entry.token,
-            op,
-            self.lease_ms,
-            data,
-            flag,
-            self.window_ms,
-        ]
-
-    @staticmethod
-    def _check(entry: HeldEntry, op: str, reply: Sequence[bytes | str]) -> None:
-        status = text(reply[0])
-        if status == "lost":
-            raise LeaseLost(f"{entry.invoice_key}: lease lost")
-        if status == "bad":
-            raise InvalidTransition(f"{entry.invoice_key}: cannot {op} from {text(reply[1])}")

@@ -30,10 +30,11 @@ from jobs.errors import ErrorInfo
 from jobs.models import InvoiceReceipt, Provider
 from jobs.ports import Claim
 from worker.error_json import error_from_json
-from worker.held import HeldEntry, Transitions
+from worker.held import HeldEntry
 from worker.keys import InvoiceKey, Keys
 from worker.pauses import pause_from_read
 from worker.replies import RawHash, decoded, text
+from worker.transitions import Transitions
 
 
 class State(StrEnum):

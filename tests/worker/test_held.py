@@ -20,7 +20,6 @@ from tests.worker.test_ledger import (
     receipt,
     state_of,
 )
-from worker.held import InvalidTransition, LeaseLost
 from worker.keys import ARQ_JOB
 from worker.ledger import Ledger, State
 
@@ -108,29 +107,6 @@ async def test_send_outcome_unknown_keeps_created(
     assert again.claim.send_maybe_landed and again.claim.receipt == receipt()
 
 
-async def test_lease_lost_after_reap_and_reclaim(
-    redis_client: aioredis.Redis, ledger: Ledger
-) -> None:
-    await enqueue(redis_client, make_invoice())
-    first = await claim(ledger)
-    await first.mark_sending()
-    far_future_ms = 2**50
-    assert await ledger.reap_expired(now_ms=far_future_ms) == ["maast:INV-1"]
-    second = await claim(ledger)
-    assert second.claim.create_maybe_landed
-    for call in (
-        first.mark_sending(),
-        first.mark_created(receipt()),
-        first.retry_later(None, count_failure=False),
-        first.dead_letter(REJECTED, attempts=1),
-        first.release(),
-    ):
-        with pytest.raises(LeaseLost):
-            await call
-    await second.mark_created(receipt())
-    assert await state_of(ledger) is State.CREATED
-
-
 async def test_release_rewrites_a_job_that_is_gone_while_work_remains(
     redis_client: aioredis.Redis, ledger: Ledger
 ) -> None:
@@ -163,17 +139,6 @@ async def test_retry_later_and_in_doubt_transitions(
     await held.mark_sending()  # in_doubt -> sending after a lookup found nothing
     assert await state_of(ledger) is State.SENDING
     await assert_counts_match(redis_client, ledger)
-
-
-async def test_invalid_transitions_raise(redis_client: aioredis.Redis, ledger: Ledger) -> None:
-    await enqueue(redis_client, make_invoice())
-    held = await claim(ledger)
-    with pytest.raises(InvalidTransition):
-        await held.mark_sent(receipt(sent=True))
-    with pytest.raises(InvalidTransition):
-        await held.mark_in_doubt(UNKNOWN)
-    with pytest.raises(InvalidTransition):
-        await held.mark_send_started()
 
 
 async def test_dead_letter_in_doubt_stays_in_doubt(

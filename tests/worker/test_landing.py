@@ -202,6 +202,7 @@ async def test_a_renewal_too_slow_to_leave_a_margin_gives_the_job_up(
     held = await claim(ledger)
     clock = stepping_clock(LEASE_S * 0.9)
     monkeypatch.setattr("worker.held.monotonic", lambda: next(clock))
+    monkeypatch.setattr("worker.transitions.monotonic", lambda: next(clock))
     held.deadline = 0.0
     # When it is about to start a request, it renews, and is still too close
     with pytest.raises(NotYet) as caught:
