@@ -24,7 +24,7 @@ from worker.lua import Scripts
 from worker.replies import RawHash, decoded, text
 
 PAGE_SIZE = 200
-"""Entries read per round trip while filtering."""
+"""Entries read per round trip while walking an index (bulk actions, export)."""
 
 
 class DeadLetters:
@@ -36,9 +36,16 @@ class DeadLetters:
         self.enqueuer = Enqueuer(redis, keys)
         self.discard_script = Scripts.register(redis).discard
 
-    async def count(self, *, batch: str | None = None, reason: str | None = None) -> int:
-        """How many invoices are parked (of one batch and/or with one reason): one read."""
-        return int(await self.redis.zcard(self._index(batch=batch, reason=reason)))
+    async def count(
+        self,
+        *,
+        batch: str | None = None,
+        reason: str | None = None,
+        provider: Provider | None = None,
+    ) -> int:
+        """How many invoices are parked (of one batch, reason and/or provider): one read."""
+        index = await self._index(batch=batch, reason=reason, provider=provider)
+        return 0 if index is None else int(await self.redis.zcard(index))
 
     async def reason_counts(self, *, batch: str | None = None) -> dict[str, int]:
         """How many entries (of `batch`) each reason has, most first (a maintained counter)."""
@@ -65,24 +72,22 @@ class DeadLetters:
         offset: int = 0,
         limit: int = 100,
     ) -> list[DeadLetter]:
-        """Entries, newest first, optionally of one batch, reason and/or provider."""
+        """Entries, newest first, optionally of one batch, reason and/or provider.
+
+        The index holds exactly the matching entries, so a page is one range
+        read at `offset` and one pipeline of entry reads, whatever the size
+        of the queue (more only if entries vanish meanwhile).
+        """
+        index = await self._index(batch=batch, reason=reason, provider=provider)
         found: list[DeadLetter] = []
-        skipped = 0
-        # Without a provider filter the index holds exactly the matches: start
-        # at `offset` in it instead of reading the entries before.
-        exact = provider is None
-        start = offset if exact else 0
-        # A page of the list reads no more entries than it shows.
-        size = min(PAGE_SIZE, limit) if exact else PAGE_SIZE
-        async for entry in self._scan(
-            batch=batch, reason=reason, provider=provider, start=start, page_size=size
-        ):
-            if not exact and skipped < offset:
-                skipped += 1
-                continue
-            found.append(entry)
-            if len(found) >= limit:
+        start = offset
+        while index is not None and len(found) < limit:
+            wanted = limit - len(found)
+            page = await self._page(index, start, wanted)
+            found += [e for e in page if e is not None and _matches(e, batch, reason, provider)]
+            if len(page) < wanted:  # the end of the index
                 break
+            start += len(page)
         return found
 
     async def requeue(self, invoice_key: str, *, payload: Invoice | None = None) -> EnqueueOutcome:
@@ -171,15 +176,34 @@ class DeadLetters:
             rows += 1
         return rows
 
-    def _index(self, *, batch: str | None = None, reason: str | None = None) -> str:
-        """The maintained index holding exactly the entries of `batch` and/or `reason`."""
-        if batch is not None and reason is not None:
-            return self.keys.dead_letters_of_batch_reason(batch, reason)
+    async def _index(
+        self,
+        *,
+        batch: str | None = None,
+        reason: str | None = None,
+        provider: Provider | None = None,
+    ) -> str | None:
+        """The maintained index holding exactly the entries the filters allow
+        (None: provably none, a batch of another provider)."""
+        if batch is not None:
+            if provider is not None and not await self._batch_is_of(batch, provider):
+                return None
+            if reason is not None:
+                return self.keys.dead_letters_of_batch_reason(batch, reason)
+            return self.keys.dead_letters_of_batch(batch)
+        if provider is not None:
+            if reason is not None:
+                return self.keys.dead_letters_of_provider_reason(provider, reason)
+            return self.keys.dead_letters_of_provider(provider)
         if reason is not None:
             return self.keys.dead_letters_by_reason(reason)
-        if batch is not None:
-            return self.keys.dead_letters_of_batch(batch)
         return self.keys.dead_letters()
+
+    async def _batch_is_of(self, batch: str, provider: Provider) -> bool:
+        """Whether `batch` is `provider`'s (a batch has one provider; an unknown batch may be)."""
+        reply = self.redis.hget(self.keys.batch(batch), "provider")
+        of = text(await cast(Awaitable[bytes | str | None], reply))
+        return of in ("", provider.value)
 
     async def _scan(
         self,
@@ -187,31 +211,38 @@ class DeadLetters:
         batch: str | None = None,
         reason: str | None = None,
         provider: Provider | None = None,
-        start: int = 0,
-        page_size: int = PAGE_SIZE,
     ) -> AsyncIterator[DeadLetter]:
-        """Entries newest first from rank `start` of the index of `batch` and/or
-        `reason` (or all), `provider` checked here; never KEYS."""
-        index = self._index(batch=batch, reason=reason)
-        while page := await self._page(index, start, page_size):
+        """Every entry the filters allow, newest first, page by page from their index."""
+        index = await self._index(batch=batch, reason=reason, provider=provider)
+        start = 0
+        while index is not None:
+            page = await self._page(index, start, PAGE_SIZE)
             for entry in page:
-                if entry is None:  # removed between the index read and the entry read
-                    continue
-                if (
-                    (batch is None or entry.batch == batch)
-                    and (reason is None or entry.reason == reason)
-                    and (provider is None or entry.provider is provider)
-                ):
+                if entry is not None and _matches(entry, batch, reason, provider):
                     yield entry
-            start += page_size
+            if len(page) < PAGE_SIZE:
+                return
+            start += len(page)
 
-    async def _page(
-        self, index: str, start: int, size: int = PAGE_SIZE
-    ) -> builtins.list[DeadLetter | None]:
+    async def _page(self, index: str, start: int, size: int) -> builtins.list[DeadLetter | None]:
         """Entries `start .. start+size` of `index` (newest first); None where one vanished."""
         keys = await self.redis.zrevrange(index, start, start + size - 1)
+        if not keys:
+            return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hgetall(self.keys.dead_letter(text(key)))
             raws = await pipe.execute()
         return [DeadLetter.parse(raw) if raw else None for raw in raws]
+
+
+def _matches(
+    entry: DeadLetter, batch: str | None, reason: str | None, provider: Provider | None
+) -> bool:
+    """Whether an entry read from an index still has the filters' values (it may have
+    been parked again, with another reason, between the index read and the entry read)."""
+    return (
+        (batch is None or entry.batch == batch)
+        and (reason is None or entry.reason == reason)
+        and (provider is None or entry.provider is provider)
+    )

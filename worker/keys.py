@@ -154,6 +154,14 @@ class Keys:
         """Sorted set: one batch's dead-lettered invoice keys with one reason, by time (ms)."""
         return f"{self.prefix}dlq-batch-reason:{batch_id}:{reason}"
 
+    def dead_letters_of_provider(self, provider: Provider) -> str:
+        """Sorted set: the dead-lettered invoice keys of one provider, scored by time (ms)."""
+        return f"{self.prefix}dlq-provider:{provider.value}"
+
+    def dead_letters_of_provider_reason(self, provider: Provider, reason: str) -> str:
+        """Sorted set: one provider's dead-lettered invoice keys with one reason, by time (ms)."""
+        return f"{self.prefix}dlq-provider-reason:{provider.value}:{reason}"
+
     def rate(self, provider: Provider, account: str) -> str:
         """Sorted set: request grant times of the last window (shared limiter)."""
         return f"{self.prefix}rate:{provider.value}:{account}"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from jobs.models import Provider
 from jobs.sources import RecordError
@@ -63,6 +67,13 @@ async def assert_indexes_match(redis: aioredis.Redis, dlq: DeadLetters) -> None:
         for reason in of_batch:
             both = await redis.zrange(KEYS.dead_letters_of_batch_reason(batch, reason), 0, -1)
             assert {m.decode() for m in both} == by_reason[reason] & members
+    for provider in Provider:
+        mine = {e.invoice_key for e in entries if e.provider is provider}
+        indexed = await redis.zrange(KEYS.dead_letters_of_provider(provider), 0, -1)
+        assert {m.decode() for m in indexed} == mine
+        for reason, members in by_reason.items():
+            key = KEYS.dead_letters_of_provider_reason(provider, reason)
+            assert {m.decode() for m in await redis.zrange(key, 0, -1)} == members & mine
 
 
 async def test_counts_by_reason_and_filtered_lists_read_the_indexes(
@@ -129,3 +140,57 @@ async def test_records_invalid_at_enqueue_are_indexed_and_replaced_not_doubled(
     await assert_indexes_match(redis_client, dlq)
     raw = await hgetall(redis_client, KEYS.dead_letter_reasons())
     assert raw == {b"invalid": b"1"}
+
+
+class RoundTrips:
+    """Counts what a client sends to Redis: one per command, one per pipeline."""
+
+    def __init__(self, redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        command: Callable[..., Awaitable[Any]] = redis.execute_command
+        execute = Pipeline.execute
+
+        async def counted_command(*args: Any, **options: Any) -> Any:
+            self.count += 1
+            return await command(*args, **options)
+
+        async def counted_execute(pipe: Pipeline, raise_on_error: bool = True) -> list[Any]:
+            self.count += 1
+            return await execute(pipe, raise_on_error)
+
+        monkeypatch.setattr(redis, "execute_command", counted_command)
+        monkeypatch.setattr(Pipeline, "execute", counted_execute)
+
+
+async def test_a_rare_provider_or_reason_is_one_page_of_reads_not_a_walk(
+    redis_client: aioredis.Redis, ledger: Ledger, dlq: DeadLetters, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1,000 Maast entries parked after 5 Stax ones: a Stax page reads its index, not 1,000."""
+    stax = [RecordError(2, "bad", field="lines", invoice_number=f"S-{i}") for i in range(5)]
+    old = await enqueue_records(redis_client, KEYS, stax, provider=Provider.STAX, batch="old")
+    await enqueue(redis_client, make_invoice("R"))
+    await park(ledger, "R", REJECTED)
+    common = [RecordError(2, "bad", field="lines", invoice_number=f"M-{i}") for i in range(1000)]
+    big = await enqueue_records(redis_client, KEYS, common, provider=Provider.MAAST, batch="big")
+    await assert_indexes_match(redis_client, dlq)
+
+    trips = RoundTrips(redis_client, monkeypatch)
+    page = await dlq.list(provider=Provider.STAX, limit=50)
+    assert sorted(e.number for e in page) == [f"S-{i}" for i in range(5)]
+    assert trips.count <= 2  # the index range, then the entries in one pipeline
+    trips.count = 0
+    page = await dlq.list(provider=Provider.MAAST, reason="rejected", limit=50)
+    assert [e.number for e in page] == ["R"] and trips.count <= 2
+    trips.count = 0
+    assert [e.number for e in await dlq.list(provider=Provider.STAX, offset=3)] == ["S-1", "S-0"]
+    assert trips.count <= 2
+    trips.count = 0
+    assert await dlq.list(batch=big.batch_id, provider=Provider.STAX) == []
+    assert await dlq.count(batch=big.batch_id, provider=Provider.STAX) == 0
+    assert trips.count <= 2  # the batch's provider is one read
+    assert len(await dlq.list(batch=old.batch_id, provider=Provider.STAX, reason="invalid")) == 5
+    assert await dlq.count(provider=Provider.STAX) == 5
+    assert await dlq.count(provider=Provider.MAAST, reason="invalid") == 1000
+    await dlq.discard("stax:S-0")
+    assert await dlq.count(provider=Provider.STAX, reason="invalid") == 4
+    await assert_indexes_match(redis_client, dlq)

@@ -61,6 +61,10 @@ def script_env(keys: Keys) -> str:
         "dlq_batch": _template(keys.dead_letters_of_batch(_HOLE)),
         "dlq_batch_reasons": _template(keys.dead_letter_reasons_of_batch(_HOLE)),
         "dlq_batch_reason": _template(keys.dead_letters_of_batch_reason(_HOLE, "")),
+        "dlq_provider": {p.value: keys.dead_letters_of_provider(p) for p in Provider},
+        "dlq_provider_reason": {
+            p.value: _template(keys.dead_letters_of_provider_reason(p, _HOLE)) for p in Provider
+        },
         "job_id": [before, after[:-1]],
         "totals": keys.totals(),
         "account_totals": _template(keys.account_totals(_HOLE)),

@@ -97,21 +97,33 @@ local function move(rec, ik, batch, provider, from, to, name, detail)
 end
 
 -- The dead-letter indexes: every entry is in the main index (newest first),
--- in its reason's, its batch's and its batch-and-reason's, and counted per
--- reason (overall and per batch), so listing, filtering and grouping read
--- indexes, never every entry. Call `dlq_unindex` before an entry's reason or
--- batch changes or it is deleted, `dlq_index` once it is written.
+-- in its reason's, its batch's, its batch-and-reason's, its provider's and
+-- its provider-and-reason's, and counted per reason (overall and per
+-- batch), so listing, filtering and grouping read indexes, never every
+-- entry. Call `dlq_unindex` before an entry's reason or batch changes or it
+-- is deleted, `dlq_index` once it is written (its provider is read from it).
 local function uncount(hash, field)
   if redis.call('HINCRBY', hash, field, -1) <= 0 then redis.call('HDEL', hash, field) end
 end
 
+-- The provider's two indexes (all its entries, those with `reason`), if it is one of ours.
+local function dlq_of_provider(provider, reason)
+  local all = E.dlq_provider[provider or '']
+  if all then return all, key(E.dlq_provider_reason[provider], reason) end
+end
+
 local function dlq_unindex(ik)
-  local old = redis.call('HMGET', key(E.dead_letter, ik), 'reason', 'batch')
+  local old = redis.call('HMGET', key(E.dead_letter, ik), 'reason', 'batch', 'provider')
   if redis.call('ZREM', E.dead_letters, ik) == 0 then return end
   local reason, batch = old[1] or '', old[2] or ''
   redis.call('ZREM', key(E.dlq_reason, reason), ik)
   redis.call('ZREM', key(E.dlq_batch, batch), ik)
   redis.call('ZREM', E.dlq_batch_reason[1] .. batch .. E.dlq_batch_reason[2] .. reason, ik)
+  local of_provider, of_provider_reason = dlq_of_provider(old[3], reason)
+  if of_provider then
+    redis.call('ZREM', of_provider, ik)
+    redis.call('ZREM', of_provider_reason, ik)
+  end
   uncount(E.dlq_reasons, reason)
   uncount(key(E.dlq_batch_reasons, batch), reason)
 end
@@ -121,6 +133,12 @@ local function dlq_index(ik, reason, batch)
   redis.call('ZADD', key(E.dlq_reason, reason), NOW, ik)
   redis.call('ZADD', key(E.dlq_batch, batch), NOW, ik)
   redis.call('ZADD', E.dlq_batch_reason[1] .. batch .. E.dlq_batch_reason[2] .. reason, NOW, ik)
+  local provider = redis.call('HGET', key(E.dead_letter, ik), 'provider')
+  local of_provider, of_provider_reason = dlq_of_provider(provider, reason)
+  if of_provider then
+    redis.call('ZADD', of_provider, NOW, ik)
+    redis.call('ZADD', of_provider_reason, NOW, ik)
+  end
   redis.call('HINCRBY', E.dlq_reasons, reason, 1)
   redis.call('HINCRBY', key(E.dlq_batch_reasons, batch), reason, 1)
 end

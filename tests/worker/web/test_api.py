@@ -227,6 +227,10 @@ async def test_dead_letters_list_show_requeue_corrected_and_discard(
     assert (await client.get("/v1/dead-letters", headers=READ, params={"provider": "stax"})).json()[
         "entries"
     ] == []
+    of_maast = await client.get(
+        "/v1/dead-letters", headers=READ, params={"provider": "maast", "batch": batch, "limit": 2}
+    )
+    assert of_maast.json()["matching"] == 3 and len(of_maast.json()["entries"]) == 2
     shown = (await client.get("/v1/dead-letters/maast:D-1", headers=READ)).json()
     assert shown["reason"] == "invalid" and shown["batch"] == batch
     bad_fix = await client.post(
