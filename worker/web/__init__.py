@@ -15,6 +15,7 @@ Layout:
 - `errors.py`: `ApiError` and the one JSON error body (`{"error": {...}}`).
 - `headers.py`: security headers on every response.
 - `docs.py`: `/docs`, Swagger UI from the vendored `static/swagger-ui/`.
+- `upload.py`: an uploaded file (raw body or form) streamed to a temporary file.
 - `routes/`: one module per API resource under `/v1`, plus `health.py`
   (`/healthz`) and `metrics.py` (`/metrics`).
 - `dashboard/`: the server-rendered pages (their templates under

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -26,29 +23,29 @@ from worker.web.errors import ApiError
 from worker.web.intake import check_callback
 from worker.web.routes.invoices import enqueued
 from worker.web.routes.models import Enqueued
+from worker.web.upload import spooled
 from worker.webhooks.subscriptions import attempts, shown_url, subscribe
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
-MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
-"""Largest file accepted (it is written to a temporary file, never held in memory)."""
 CHUNK_BYTES = 1024 * 1024
 ERRORS_SHOWN = 1000
 """Record errors listed in the response (all are counted; all go to the dead-letter queue)."""
-_FORMATS: dict[str, Literal["csv", "jsonl"]] = {
-    "text/csv": "csv",
-    "application/csv": "csv",
-    "application/x-ndjson": "jsonl",
-    "application/jsonl": "jsonl",
-    "application/x-jsonlines": "jsonl",
-}
 _UPLOAD_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "The file itself as the body (CSV or JSONL, as `invoicer enqueue` reads).",
+        "description": "The file (CSV or JSONL, as `invoicer enqueue` reads): the body itself, "
+        "or the one file field of a form (`curl -F file=@month.csv`).",
         "content": {
             "text/csv": {"schema": {"type": "string"}},
             "application/x-ndjson": {"schema": {"type": "string"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
         },
     }
 }
@@ -61,8 +58,9 @@ _UPLOAD_DOC: dict[str, Any] = {
     dependencies=[ADMIN],
     openapi_extra=_UPLOAD_DOC,
     responses={
+        400: {"description": "a broken multipart body"},
         413: {"description": "larger than 1 GiB"},
-        415: {"description": "not text/csv or application/x-ndjson"},
+        415: {"description": "not text/csv, application/x-ndjson or a form holding such a file"},
         422: {"description": "the file cannot be read at all (bad header, not UTF-8...)"},
     },
 )
@@ -75,16 +73,15 @@ async def upload(
     callback_url: Annotated[str | None, Query(min_length=1, max_length=2000)] = None,
     notify: Literal["batch", "each"] = "batch",
 ) -> Enqueued:
-    """Enqueue a CSV or JSONL file sent as the request body, streamed to disk.
+    """Enqueue a CSV or JSONL file, sent as the body or as a form's file, streamed to disk.
 
     The same reader, rules and per-line errors as `invoicer enqueue FILE`:
     invalid records are reported (the first 1,000 listed) and dead-lettered,
-    the valid ones enqueued.
+    the valid ones enqueued. A file is not all or nothing (docs/web.md).
     """
-    fmt = _format_of(request.headers.get("content-type", ""))
     if callback_url is not None:
         check_callback(callback_url, ctx.settings)
-    async with _spooled(request, fmt) as path:
+    async with spooled(request) as path:
         try:
             report = await api.enqueue_file(
                 path,
@@ -212,36 +209,3 @@ def _unknown(batch_id: str) -> ApiError:
     return ApiError(
         404, "unknown_batch", f"no batch {batch_id!r}", fix="GET /v1/batches lists recent batches"
     )
-
-
-def _format_of(content_type: str) -> Literal["csv", "jsonl"]:
-    found = _FORMATS.get(content_type.split(";")[0].strip().lower())
-    if found is None:
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"cannot read a body of type {content_type or '(none)'!r}",
-            fix="send the file with Content-Type text/csv or application/x-ndjson",
-        )
-    return found
-
-
-@contextlib.asynccontextmanager
-async def _spooled(request: Request, fmt: str) -> AsyncIterator[Path]:
-    """The body written to a temporary file chunk by chunk (memory stays flat); removed after."""
-    fd, name = tempfile.mkstemp(prefix="invoicer-upload-", suffix=f".{fmt}")
-    path = Path(name)
-    try:
-        size = 0
-        with os.fdopen(fd, "wb") as out:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > MAX_UPLOAD_BYTES:
-                    raise ApiError(
-                        413, "too_large", "the file is larger than 1 GiB", fix="split it"
-                    )
-                out.write(chunk)
-        yield path
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
