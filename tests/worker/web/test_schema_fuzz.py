@@ -1,8 +1,8 @@
 """Schemathesis against our OpenAPI, over ASGI on real Redis: no 500, and every refused
 request gets a 4xx whose JSON body says what is wrong and what to fix.
 
-Bounded (`CASES` examples, valid and invalid ones drawn from every operation)
-so it stays a few seconds of `make test`.
+Bounded (`CASES` examples in all, valid and invalid ones, the same share for
+every operation) so it stays a few seconds of `make test`.
 """
 
 from __future__ import annotations
@@ -23,15 +23,18 @@ from worker.web import create_app
 from .conftest import ADMIN
 
 CASES = 300
-"""Examples drawn (the figure the README quotes)."""
+"""Examples drawn in all, shared evenly by the operations (each one gets its own)."""
 
 _SCHEMA = schemathesis.openapi.from_dict(
     create_app(load_settings({}, env_file=None), None).openapi()  # type: ignore[arg-type]
 )
 _OPERATIONS = [result.ok() for result in _SCHEMA.get_all_operations()]  # type: ignore[union-attr]
-_STRATEGY = st.one_of(
-    *(op.as_strategy(generation_mode=mode) for op in _OPERATIONS for mode in GenerationMode)
-)
+_STRATEGIES = {
+    f"{op.method.upper()} {op.path}": st.one_of(
+        *(op.as_strategy(generation_mode=mode) for mode in GenerationMode)
+    )
+    for op in _OPERATIONS
+}
 seen: list[tuple[str, str, int]] = []
 
 
@@ -54,15 +57,19 @@ def _request(case: Any) -> dict[str, Any]:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("operation", list(_STRATEGIES))
 @settings(
-    max_examples=CASES,
+    max_examples=CASES // len(_STRATEGIES),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     derandomize=True,
     database=None,
 )
-@given(case=_STRATEGY)
-async def test_no_500_and_every_4xx_says_what_to_fix(app: FastAPI, case: Any) -> None:
+@given(data=st.data())
+async def test_no_500_and_every_4xx_says_what_to_fix(
+    app: FastAPI, operation: str, data: st.DataObject
+) -> None:
+    case = data.draw(_STRATEGIES[operation])
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport) as client:
         r = await client.request(**_request(case))
@@ -79,7 +86,9 @@ def test_the_fuzzing_reached_every_operation() -> None:
     if not seen:
         pytest.skip("run with the fuzz test")
     reached = {(m.upper(), p) for m, p, _ in seen}
-    assert len(seen) >= CASES * 0.9
+    # Fewer than CASES: an operation with few possible requests (GET /healthz has
+    # one) runs out of new ones before its share.
+    assert len(seen) >= CASES * 0.7
     assert len(reached) == len(_OPERATIONS), (
         set((op.method.upper(), op.path) for op in _OPERATIONS) - reached
     )
