@@ -85,6 +85,9 @@ async def test_overview_shows_each_provider_its_queue_and_the_workers(
     assert "limit 100/min" in page  # Stax's rate limit line on its chart
     assert 'class="bar-created"' in page and 'class="bar-rejected"' in page
     assert "No worker has reported" in page
+    assert 'id="refused"' not in page
+    await redis_client.lpush(KEYS.refused_jobs(), json.dumps({"job_id": "x"}))  # type: ignore[misc]
+    assert "<strong>1</strong> malformed jobs refused" in (await client.get("/")).text
     now_ms = int(time.time() * 1000)
     for worker_id, beat_ms in (("web1:11:aa", now_ms - 1_000), ("web2:22:bb", now_ms - 60_000)):
         record = {

@@ -6,7 +6,8 @@ What it shows, and where each number comes from (nothing here counts):
 - the limiter's numbers (rate limit, next free slot, the 4xx budget left):
   `ProviderLimiter.budget`, the function `invoicer status` and `/metrics` use;
 - the chart: `worker.activity.last_minutes`, per-minute counters the ledger keeps;
-- workers: `worker.fleet.read_workers`, one heartbeat record per process.
+- workers: `worker.fleet.read_workers`, one heartbeat record per process;
+- jobs refused as malformed (`invoicer refused list`): `worker.refused.refused_count`.
 Pause and resume act through `worker.pauses.pause_provider` / `resume_provider`,
 as `invoicer pause|resume` do. The live part (`/overview/live`) is polled by htmx.
 """
@@ -25,6 +26,7 @@ from worker.fleet import WorkerInfo, read_workers
 from worker.ledger import State
 from worker.limits import ProviderLimiter
 from worker.pauses import pause_provider, resume_provider
+from worker.refused import refused_count
 from worker.status import ProviderStatus, StatusSnapshot, read_account_counts, read_status
 from worker.web.context import Context, WebContext
 from worker.web.dashboard.access import Acting, Looking
@@ -74,6 +76,8 @@ class Overview:
     snapshot: StatusSnapshot
     providers: list[ProviderCard]
     workers: list[WorkerInfo]
+    refused: int
+    """Jobs refused as malformed, waiting for a person (`invoicer refused list`)."""
 
     @property
     def alive(self) -> int:
@@ -102,7 +106,8 @@ async def read_overview(ctx: WebContext) -> Overview:
             )
         )
     workers = await read_workers(ctx.redis, ctx.keys)
-    return Overview(snapshot=snapshot, providers=cards, workers=workers)
+    refused = await refused_count(ctx.redis, ctx.keys)
+    return Overview(snapshot=snapshot, providers=cards, workers=workers, refused=refused)
 
 
 @router.get("/")
