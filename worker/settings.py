@@ -4,6 +4,13 @@
 values the real environment overrides) once, into frozen pydantic models that
 are passed to everything else. API keys and passwords are `SecretStr`: their
 `repr` and `str` print `**********`.
+
+The *project directory* is found the way git finds a repository: the nearest
+of the current directory and its parents that holds a `.env` file or an
+`.invoicer/` directory (else the current directory). Its `.env` is read and
+its `.invoicer/` is the default data directory, so every command run from
+anywhere inside the project reaches the same embedded Redis
+(docs/operations.md, "Which Redis").
 """
 
 from __future__ import annotations
@@ -34,6 +41,11 @@ LANDING_MARGIN_S = 5.0
 """The least a landing window must exceed connect + read timeout by."""
 _TOKEN_CHARS = re.compile(r"[!#-&(-~]+")
 """Printable ASCII except space, `"` and `'` (quotes are a pasting accident)."""
+ENV_FILE_NAME = ".env"
+DATA_DIR_NAME = ".invoicer"
+FIND_PROJECT: Literal["project"] = "project"
+"""`load_settings(env_file=...)`: the `.env` of the project directory (the default)."""
+_DB_NUMBER = re.compile(r"[0-9]+")
 
 
 def secret_problem(text: str) -> str | None:
@@ -171,6 +183,18 @@ class Settings(_Frozen):
         """The settings of one provider."""
         return self.maast if provider is Provider.MAAST else self.stax
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here, not at the first connection: redis-py raises a bare
+        # ValueError there, or quietly uses database 0 for `/seven`. The
+        # message never echoes the URL (it may hold a password).
+        if value is not None:
+            problem = redis_url_problem(value.get_secret_value())
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
     @field_validator("admin_token", "read_token", "webhook_secret")
     @classmethod
     def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
@@ -212,10 +236,40 @@ class Settings(_Frozen):
         return self
 
 
-def read_env_file(path: Path) -> dict[str, str]:
+def redis_url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL, in words that never repeat it; None if usable."""
+    example = "e.g. redis://localhost:6379/0, rediss://:PASSWORD@host:6380/2, unix:///run/redis.sock"
+    parsed = urlparse(url)
+    if parsed.scheme not in ("redis", "rediss", "unix"):
+        return f"must start with redis://, rediss:// or unix:// ({example})"
+    if parsed.scheme == "unix":
+        return None if parsed.path else f"a unix:// URL needs the socket's path ({example})"
+    try:
+        parsed.port  # noqa: B018 (the property raises on a bad port)
+    except ValueError:
+        return f"the port is not a number from 0 to 65535 ({example})"
+    if not parsed.hostname:
+        return f"names no host ({example})"
+    db = parsed.path.strip("/")
+    if db and not _DB_NUMBER.fullmatch(db):
+        return f"the database after the last '/' must be a number ({example})"
+    return None
+
+
+def project_dir(start: Path | None = None) -> Path:
+    """The nearest of `start` (default: the current directory) and its parents
+    holding `.env` or `.invoicer/`; `start` itself when none does."""
+    here = (start or Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        if (folder / ENV_FILE_NAME).is_file() or (folder / DATA_DIR_NAME).is_dir():
+            return folder
+    return here
+
+
+def read_env_file(path: Path | None) -> dict[str, str]:
     """`KEY=VALUE` lines of a `.env` file; blank lines and `#` comments skipped."""
     values: dict[str, str] = {}
-    if not path.is_file():
+    if path is None or not path.is_file():
         return values
     for raw in path.read_text(encoding="utf-8").splitlines():
         line = raw.strip()
@@ -227,21 +281,47 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def load_settings(
-    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | Literal["project"] | None = FIND_PROJECT,
 ) -> Settings:
     """Build `Settings` from the environment, over an optional `.env` file.
+
+    Args:
+        environ: default `os.environ`.
+        env_file: the `.env` to read; by default the project directory's
+            (module docstring), whose `.invoicer/` is then the default data
+            directory; `None`: no file.
+
+    A relative `INVOICER_DATA_DIR` is taken from the current directory when
+    it comes from the environment, from the `.env` file's directory when it
+    comes from that file.
 
     Raises:
         ConfigurationError: a value is malformed (the message names the variable).
     """
-    env = dict(read_env_file(env_file)) if env_file else {}
-    env.update(os.environ if environ is None else environ)
+    if env_file == FIND_PROJECT:
+        env_file = project_dir() / ENV_FILE_NAME
+    base = None if env_file is None else env_file.absolute().parent
+    from_file = read_env_file(env_file)
+    given = os.environ if environ is None else environ
+    env = {**from_file, **given}
+    if base is not None:
+        env["INVOICER_DATA_DIR"] = str(_data_dir(given, from_file, base))
     try:
         return _build(env)
     except ValidationError as exc:
         raise ConfigurationError(_invalid(exc)) from None
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
+
+
+def _data_dir(given: Mapping[str, str], from_file: Mapping[str, str], base: Path) -> Path:
+    """INVOICER_DATA_DIR as an absolute path (see `load_settings`)."""
+    if given.get("INVOICER_DATA_DIR"):
+        return Path(given["INVOICER_DATA_DIR"]).absolute()
+    if from_file.get("INVOICER_DATA_DIR"):
+        return base / from_file["INVOICER_DATA_DIR"]
+    return base / DATA_DIR_NAME
 
 
 _PER_PROVIDER = frozenset(

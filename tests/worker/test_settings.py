@@ -8,7 +8,7 @@ import pytest
 
 from jobs.errors import ConfigurationError
 from jobs.models import Provider
-from worker.settings import load_settings, read_env_file
+from worker.settings import load_settings, project_dir, read_env_file
 
 MAAST_KEY = "maast-secret-9edec21a31c0"
 STAX_KEY = "stax-secret-eyJ0eXAiOiJKV1Qi"
@@ -200,9 +200,62 @@ def test_a_key_headers_cannot_carry_is_refused_naming_the_variable_never_the_val
 
 
 @pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("localhost:6379", "must start with redis://"),
+        ("http://:pw-9f3@localhost:6379/0", "must start with redis://"),
+        ("redis://:pw-9f3@localhost:port/0", "port is not a number"),
+        ("redis://:pw-9f3@localhost:6379/seven", "database after the last '/' must be a number"),
+        ("redis://:pw-9f3@localhost:6379/\u0663", "database after the last '/' must be a number"),
+        ("redis://:pw-9f3@:6379/0", "names no host"),
+        ("unix://", "needs the socket's path"),
+    ],
+)
+def test_malformed_redis_url_is_refused_without_echoing_it(url: str, problem: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({"INVOICER_REDIS_URL": url}, env_file=None)
+    assert "invalid setting INVOICER_REDIS_URL" in str(caught.value)
+    assert problem in str(caught.value)
+    assert "pw-9f3" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
     "url",
     ["api.maast.com", "ftp://api.maast.com", "http://", "http://host:99999", "http://ex ample.com"],
 )
 def test_a_malformed_base_url_is_refused_naming_the_variable(url: str) -> None:
     with pytest.raises(ConfigurationError, match="invalid setting MAAST_BASE_URL: "):
         load_settings({"MAAST_BASE_URL": url}, env_file=None)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://localhost", "redis://:p@h:6380/2", "rediss://u:p@h/0", "unix:///run/redis.sock"],
+)
+def test_usable_redis_urls_are_accepted(url: str) -> None:
+    settings = load_settings({"INVOICER_REDIS_URL": url}, env_file=None)
+    assert settings.redis_url is not None and settings.redis_url.get_secret_value() == url
+
+
+def test_project_dir_is_the_nearest_holding_env_or_data_dir(tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    deep = root / "a" / "b"
+    deep.mkdir(parents=True)
+    (root / ".invoicer").mkdir()
+    assert project_dir(deep) == root
+    (root / "a" / ".env").write_text("", encoding="utf-8")
+    assert project_dir(deep) == root / "a"
+
+
+def test_default_data_dir_and_env_file_are_the_projects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("STAX_ACCOUNT=eu\n", encoding="utf-8")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    monkeypatch.chdir(sub)
+
+    settings = load_settings({})
+
+    assert settings.stax.account == "eu"
+    assert settings.data_dir == tmp_path / ".invoicer"

@@ -4,6 +4,11 @@ Each module of this package registers one group of commands on the shared
 Typer app. Exit codes everywhere: 0 all good, 1 some records failed, 2 a
 usage or configuration error (with a message naming what to fix).
 
+Every command's callback runs through `common.guarded`, and click's own
+usage errors (a missing option, a bad value) are printed as one line too
+(`_LazyGroup.main`): a usage or configuration error is one line naming what
+to fix and exit 2, whichever command and whichever layer finds it.
+
 Command modules are imported lazily, only when their command is looked up:
 `invoicer enqueue` must not pay for importing the sandbox (FastAPI, uvicorn)
 that `invoicer demo` needs. This module must therefore never import a command
@@ -13,12 +18,15 @@ module at import time; the list below names which module owns each command.
 from __future__ import annotations
 
 import importlib
-from typing import Annotated
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import typer
 
 # typer vendors its own click: the group's types are typer's, not the click package's.
-from typer._click import Command, Context
+from typer._click import ClickException, Command, Context
+from typer._click.exceptions import NoArgsIsHelpError
 from typer.core import MarkupMode, TyperGroup
 
 from worker.cli import common
@@ -56,6 +64,29 @@ class _LazyGroup(TyperGroup):
             return None
         return _commands_of(module_name, self.rich_markup_mode).get(cmd_name)
 
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Click's main, with its usage errors printed as one line (exit 2)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except NoArgsIsHelpError:
+            sys.exit(common.EXIT_USAGE)  # the help is printed already
+        except ClickException as exc:
+            common.print_error(common.usage_line(exc))
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else common.EXIT_OK)
+
 
 _loaded: dict[str, dict[str, Command]] = {}
 
@@ -68,8 +99,19 @@ def _commands_of(module_name: str, rich_markup_mode: MarkupMode) -> dict[str, Co
         module.register(holder)
         holder.callback()(_no_options)  # always a group, even for a single command
         group = typer.main.get_group(holder)
+        for command in group.commands.values():
+            _guard(command)
         _loaded[module_name] = dict(group.commands)
     return _loaded[module_name]
+
+
+def _guard(command: Command) -> None:
+    """Run `command` (and every subcommand of a group) through `common.guarded`."""
+    if command.callback is not None:
+        command.callback = common.guarded(command.callback)
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            _guard(sub)
 
 
 def _no_options() -> None:
@@ -105,4 +147,4 @@ def _root(
 def main() -> None:
     """Console-script entry point."""
     setup_logging()
-    app()
+    app(prog_name="invoicer")  # also under `python -m worker`

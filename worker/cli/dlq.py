@@ -18,7 +18,6 @@ from typing import Annotated, TextIO, TypeVar
 import redis.asyncio as aioredis
 import typer
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
 from rich.table import Table
 
 from jobs.models import Invoice
@@ -50,16 +49,13 @@ def register(app: typer.Typer) -> None:
 async def _with_dlq(
     s: Settings, use: Callable[[DeadLetters, aioredis.Redis, Keys], Awaitable[T]]
 ) -> T:
-    try:
-        async with common.redis_client(s) as redis:
-            keys = common.keys(s)
-            return await use(DeadLetters(redis, keys), redis, keys)
-    except RedisConnectionError as exc:
-        common.fail(f"cannot reach Redis: {exc}")
+    async with common.redis_client(s) as redis:
+        keys = common.keys(s)
+        return await use(DeadLetters(redis, keys), redis, keys)
 
 
 def _settings(*, quiet: bool = False) -> Settings:
-    return common.with_redis_url(common.settings(), quiet=quiet)
+    return common.with_redis_url(common.settings(), quiet=quiet, create=False)
 
 
 @dlq_app.command("list")
@@ -165,7 +161,10 @@ def discard(key: Annotated[str, typer.Argument(help="Invoice key of the dead let
 @dlq_app.command("export")
 def export(
     csv_format: Annotated[bool, typer.Option("--csv", help="CSV (the only format).")] = True,
-    out: Annotated[Path | None, typer.Option(help="File to write; default stdout.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="File to write; default stdout.", callback=common.output_path),
+    ] = None,
     batch: Annotated[str | None, typer.Option(help="Only this batch.")] = None,
     reason: Annotated[str | None, typer.Option(help="Only this reason.")] = None,
 ) -> None:

@@ -29,7 +29,7 @@ def pause(
     ] = None,
 ) -> None:
     """Stop every worker from calling PROVIDER; records stay queued."""
-    s = common.with_redis_url(common.settings())
+    s = common.with_redis_url(common.settings(), create=False)
     ttl_s = minutes * 60 if minutes else None
     account = s.provider(provider).account
 
@@ -43,7 +43,7 @@ def pause(
 
 def resume(provider: Annotated[Provider, typer.Argument(help="maast or stax")]) -> None:
     """Let workers call PROVIDER again (clears any pause, including a 401/403 one)."""
-    s = common.with_redis_url(common.settings())
+    s = common.with_redis_url(common.settings(), create=False)
     account = s.provider(provider).account
 
     async def go() -> bool:

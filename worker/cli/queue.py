@@ -77,7 +77,7 @@ async def _enqueue(
         TextColumn("{task.completed:,} records"),
         TimeElapsedColumn(),
         console=common.err,
-        disable=not show_progress,
+        disable=not show_progress or not common.err.is_terminal,
         transient=True,
     ) as progress:
         task = progress.add_task(f"enqueueing {file.name}", total=None)

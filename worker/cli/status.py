@@ -57,7 +57,7 @@ def status(
     ] = False,
 ) -> None:
     """Counts per state, queue depth, pauses, dead letters, rate and ETA."""
-    s = common.with_redis_url(common.settings(), quiet=as_json)
+    s = common.with_redis_url(common.settings(), quiet=as_json, create=False)
     try:
         if watch:
             common.run(watch_status(s, batch, as_json=as_json))
@@ -66,8 +66,6 @@ def status(
             _print(snap, as_json=as_json)
     except UnknownBatch as exc:
         common.fail(str(exc))
-    except RedisConnectionError as exc:
-        common.fail(f"cannot reach Redis: {exc}")
     except KeyboardInterrupt:
         # Ctrl-C is how a watching operator leaves: not an error.
         pass
@@ -76,10 +74,13 @@ def status(
 
 def report(
     batch: Annotated[str, typer.Option(help="The batch to report on.")],
-    out: Annotated[Path, typer.Option("--out", help="CSV file to write ('-': stdout).")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="CSV file to write ('-': stdout).", callback=common.output_path),
+    ],
 ) -> None:
     """Write one CSV line per invoice of BATCH, in enqueue order."""
-    s = common.with_redis_url(common.settings())
+    s = common.with_redis_url(common.settings(), create=False)
     try:
         if str(out) == "-":
             rows = common.run(_report(s, batch, sys.stdout))
