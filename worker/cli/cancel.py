@@ -39,7 +39,7 @@ def cancel(
     run again. The batch's report shows cancelled invoices as `discarded`,
     reason "cancelled". Exit 0 when done, 2 for an unknown batch.
     """
-    s = common.with_redis_url(common.settings(), quiet=as_json)
+    s = common.with_redis_url(common.settings(), quiet=as_json, create=False)
 
     async def go() -> CancelReport:
         async with common.redis_client(s) as redis:
