@@ -238,7 +238,9 @@ class Settings(_Frozen):
 
 def redis_url_problem(url: str) -> str | None:
     """What is wrong with a Redis URL, in words that never repeat it; None if usable."""
-    example = "e.g. redis://localhost:6379/0, rediss://:PASSWORD@host:6380/2, unix:///run/redis.sock"
+    example = (
+        "e.g. redis://localhost:6379/0, rediss://:PASSWORD@host:6380/2, unix:///run/redis.sock"
+    )
     parsed = urlparse(url)
     if parsed.scheme not in ("redis", "rediss", "unix"):
         return f"must start with redis://, rediss:// or unix:// ({example})"

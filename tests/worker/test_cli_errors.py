@@ -48,8 +48,10 @@ def password_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     port = free_port()
     folder = tmp_path_factory.mktemp("auth-redis")
     server = subprocess.Popen(
-        [str(embedded.server_binary()), "--port", str(port), "--bind", "127.0.0.1"]
-        + ["--requirepass", PASSWORD, "--dir", str(folder), "--save", ""],
+        [
+            *(str(embedded.server_binary()), "--port", str(port), "--bind", "127.0.0.1"),
+            *("--requirepass", PASSWORD, "--dir", str(folder), "--save", ""),
+        ],
         stdout=subprocess.DEVNULL,
     )
     client = redis.Redis(port=port, password=PASSWORD)
