@@ -30,7 +30,7 @@ from typing import TypeAlias
 import redis.asyncio as aioredis
 
 from jobs.models import Invoice, Provider
-from jobs.sources import Record, RecordError, read_invoices
+from jobs.sources import Format, Record, RecordError, read_invoices
 from worker.atomic_enqueue import ListRefused, enqueue_atomically
 from worker.embedded import with_redis
 from worker.enqueue import EnqueueReport, enqueue
@@ -103,6 +103,7 @@ async def enqueue_file(
     redis: aioredis.Redis | None = None,
     on_progress: Callable[[int], None] | None = None,
     parallel: bool | None = None,
+    fmt: Format | None = None,
 ) -> EnqueueReport:
     """`enqueue_invoices(read_invoices(path), ...)`, reading a large file in a second process.
 
@@ -111,9 +112,11 @@ async def enqueue_file(
     reader process while this one enqueues, so two CPUs share the work.
 
     Args:
+        path: the file; "-" reads standard input (here, never in a reader process).
         parallel: None: a reader process for large files; True: one for any
             regular file; False: never. Without a usable `sys.executable`
             (or when the process cannot start) the file is read here.
+        fmt: "csv" or "jsonl"; by default the file's extension says.
 
     Raises:
         SourceError: the file cannot be read at all (bad header, unreadable).
@@ -125,11 +128,10 @@ async def enqueue_file(
     intake = Intake(provider, s.provider(provider).account, send)
     wanted = worth_a_process(path) if parallel is None else parallel and path.is_file()
     # Started first: its imports overlap our Redis set-up.
-    reader = await FileReader.start(path, intake) if wanted else None
+    reader = await FileReader.start(path, intake, fmt) if wanted else None
     if reader is None:
-        return await _enqueue(
-            s, redis, prepared(read_invoices(path), intake), intake, batch, on_progress
-        )
+        records = read_invoices(path, fmt=fmt)
+        return await _enqueue(s, redis, prepared(records, intake), intake, batch, on_progress)
     async with reader:
         return await _enqueue(s, redis, reader.batches(), intake, batch, on_progress)
 

@@ -13,10 +13,11 @@ are never all held in memory. Records come checked and serialised by
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import secrets
 import time
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -204,7 +205,12 @@ async def enqueue(
 
     Returns:
         The batch id and what happened to each record.
+
+    Raises:
+        SourceError: from the records' source; when raised by its first item
+            (an unreadable or empty file), no batch was created.
     """
+    items = await _started(items)
     batch_id = await create_batch(redis, keys, intake, batch)
     report = EnqueueReport(batch_id=batch_id, provider=intake.provider)
     run = _Chunked(Enqueuer(redis, keys), report, intake.account, chunk_size, on_progress)
@@ -226,6 +232,27 @@ async def enqueue(
         batch_id=batch_id,
     )
     return report
+
+
+async def _started(
+    items: Iterable[Taken] | AsyncIterable[Iterable[Taken]],
+) -> Iterable[Taken] | AsyncIterable[Iterable[Taken]]:
+    """`items`, its first item read already: a file that cannot be read at all
+    raises its `SourceError` here, before a batch is registered for it."""
+    if not isinstance(items, AsyncIterable):
+        rest = iter(items)
+        head = next(rest, None)
+        return rest if head is None else itertools.chain((head,), rest)
+    frames = aiter(items)
+    frame = await anext(frames, None)
+
+    async def again() -> AsyncIterator[Iterable[Taken]]:
+        if frame is not None:
+            yield frame
+        async for more in frames:
+            yield more
+
+    return again()
 
 
 @dataclass

@@ -34,10 +34,10 @@ import sys
 import traceback
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from jobs.models import Provider
-from jobs.sources import SourceError, read_invoices
+from jobs.sources import Format, SourceError, read_invoices
 from worker.intake import Intake, Taken, prepared
 
 PARALLEL_MIN_BYTES = 2 * 1024 * 1024
@@ -79,8 +79,9 @@ def worth_a_process(path: Path) -> bool:
 
 
 def child_main(argv: list[str] | None = None) -> None:
-    """Entry point of the reader process: `PATH PROVIDER ACCOUNT SEND(0|1)`."""
-    path, provider, account, send = (argv if argv is not None else sys.argv[1:])[:4]
+    """Entry point of the reader process: `PATH PROVIDER ACCOUNT SEND(0|1) FORMAT`
+    (FORMAT "": from the file's extension)."""
+    path, provider, account, send, fmt = (argv if argv is not None else sys.argv[1:])[:5]
     # Frames go to the original stdout; anything printed by mistake goes to
     # stderr instead of corrupting them.
     out = os.fdopen(os.dup(1), "wb")
@@ -89,16 +90,17 @@ def child_main(argv: list[str] | None = None) -> None:
     code = _INTERRUPTED  # Ctrl-C reaches the whole process group: the parent reports it
     with contextlib.suppress(KeyboardInterrupt, OSError):
         # OSError: a closed pipe means the parent is gone, nobody to tell.
-        code = _serve(out, Path(path), Provider(provider), account, send == "1")
+        intake = Intake(Provider(provider), account, send == "1")
+        code = _serve(out, Path(path), intake, cast(Format, fmt) or None)
         out.close()
     # os._exit: no interpreter teardown (freeing every object) on the way out.
     os._exit(code)
 
 
-def _serve(out: BinaryIO, path: Path, provider: Provider, account: str, send: bool) -> int:
+def _serve(out: BinaryIO, path: Path, intake: Intake, fmt: Format | None) -> int:
     """Stream the file's frames to `out`; the process exit code."""
     try:
-        items = prepared(read_invoices(path), Intake(provider, account, send))
+        items = prepared(read_invoices(path, fmt=fmt), intake)
         _write(out, "done", _stream(out, items))
     except SourceError as exc:
         _write(out, "source_error", str(exc))
@@ -163,7 +165,9 @@ class FileReader:
         self.finished = False
 
     @classmethod
-    async def start(cls, path: Path, intake: Intake) -> FileReader | None:
+    async def start(
+        cls, path: Path, intake: Intake, fmt: Format | None = None
+    ) -> FileReader | None:
         """Start the reader process; None when no process can be started here.
 
         It checks the records with `intake.provider`'s own rules (`intake.rules`
@@ -171,7 +175,8 @@ class FileReader:
         """
         if not sys.executable:
             return None
-        args = [str(path), intake.provider.value, intake.account, "1" if intake.send else "0"]
+        send = "1" if intake.send else "0"
+        args = [str(path), intake.provider.value, intake.account, send, fmt or ""]
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,

@@ -46,6 +46,7 @@ __all__ = [
     "RecordError",
     "SourceError",
     "_text_problem",
+    "format_of",
     "parse_json",
     "read_invoices",
     "read_objects",
@@ -103,20 +104,42 @@ def read_stream(
     max_line_bytes: int = MAX_LINE_BYTES,
     max_lines_per_invoice: int = MAX_LINES_PER_INVOICE,
 ) -> Iterator[Item]:
-    """Like `read_invoices`, from an open binary stream (which the caller closes)."""
+    """Like `read_invoices`, from an open binary stream (which the caller closes).
+
+    Raises:
+        SourceError: as `read_invoices`; also when the stream holds no record
+            at all (empty, only blank lines, a CSV header alone), whatever the
+            format: an empty export is a mistake to report, not an empty batch.
+    """
     lines = _physical_lines(stream, max_line_bytes)
     if fmt == "csv":
-        yield from _read_csv(lines, max_lines_per_invoice)
+        items = _read_csv(lines, max_lines_per_invoice)
     elif fmt == "jsonl":
-        yield from _read_jsonl(lines)
+        items = _read_jsonl(lines)
     else:
         raise SourceError(f"unknown format {fmt!r}: use 'csv' or 'jsonl'")
+    first = next(items, None)
+    if first is None:
+        raise SourceError(f"no invoices in it ({_EMPTY[fmt]})")
+    yield first
+    yield from items
+
+
+_EMPTY: dict[str, str] = {
+    "csv": "only a header, or blank lines",
+    "jsonl": "it is empty, or holds only blank lines",
+}
+
+
+def format_of(path: Path) -> Format | None:
+    """The format a file name says (.csv, .jsonl, .ndjson), or None."""
+    return _SUFFIXES.get(path.suffix.lower())
 
 
 def _format_of(path: Path) -> Format:
     if str(path) == "-":
         raise SourceError("reading standard input needs an explicit format (csv or jsonl)")
-    found = _SUFFIXES.get(path.suffix.lower())
+    found = format_of(path)
     if found is None:
         raise SourceError(
             f"cannot tell the format of {path.name!r} from its extension: "

@@ -795,3 +795,19 @@ def test_unexpected_provider_mapper_failure_is_a_record_error(
     error = only_error(read(tmp_path, jsonl(STAX_BODY), "a.jsonl"))
     assert error.message.startswith("not a valid stax create body: ")
     str(error).encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "data"),
+    [
+        ("csv", b""),
+        ("csv", b"invoice_number,customer_id,description,quantity,unit_price\n\n"),
+        ("jsonl", b""),
+        ("jsonl", b"\n   \n\r\n"),
+    ],
+)
+def test_a_stream_without_records_is_a_source_error_in_both_formats(
+    fmt: sources.Format, data: bytes
+) -> None:
+    with pytest.raises(SourceError, match=r"empty|no invoices"):
+        list(sources.read_stream(io.BytesIO(data), fmt=fmt))

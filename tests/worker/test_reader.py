@@ -196,7 +196,8 @@ def test_an_unexpected_error_in_the_reader_becomes_a_crash_frame(
 
     monkeypatch.setattr(file_reader, "prepared", broken)
     out = io.BytesIO()
-    assert file_reader._serve(out, MONTH_END, Provider.MAAST, "default", False) == 1
+    intake = Intake(Provider.MAAST, "default", send=False)
+    assert file_reader._serve(out, MONTH_END, intake, None) == 1
     raw = out.getvalue()
     (length,) = struct.unpack(">I", raw[:4])
     assert pickle.loads(raw[4 : 4 + length]) == ("crash", "RuntimeError: boom")

@@ -8,6 +8,7 @@ file would otherwise load for nothing.
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from jobs.models import Provider
-from jobs.sources import SourceError
+from jobs.sources import Format, SourceError, format_of
 from worker import api
 from worker.cli import common
 from worker.enqueue import EnqueueReport
@@ -29,10 +30,25 @@ def register(app: typer.Typer) -> None:
     app.command("worker")(worker)
 
 
+class InputFormat(StrEnum):
+    """`--format`: what FILE holds (by default its extension says)."""
+
+    CSV = "csv"
+    JSONL = "jsonl"
+
+
 def enqueue(
-    file: Annotated[Path, typer.Argument(help="CSV or JSONL file of invoices.")],
+    file: Annotated[
+        Path, typer.Argument(help="CSV or JSONL file of invoices; '-' reads standard input.")
+    ],
     provider: Annotated[Provider, typer.Option(help="The provider to create them at.")],
     batch: Annotated[str | None, typer.Option(help="A name for this batch.")] = None,
+    fmt: Annotated[
+        InputFormat | None,
+        typer.Option(
+            "--format", help="csv or jsonl; default: FILE's extension (.csv, .jsonl, .ndjson)."
+        ),
+    ] = None,
     send: Annotated[
         bool, typer.Option("--send", help="Send each invoice to its customer once created.")
     ] = False,
@@ -42,15 +58,16 @@ def enqueue(
 
     Exit 0 when every record was accepted (or was already queued or created
     with the same content), 1 when some were invalid or conflicted, 2 on a
-    usage or configuration error.
+    usage or configuration error (also for a file without a single record).
     """
-    if not file.is_file():
-        common.fail(f"{file}: no such file")
+    chosen = _format_of(file, fmt)
     s = common.with_redis_url(common.settings(), quiet=as_json)
     try:
-        report = common.run(_enqueue(file, provider, batch, send, s, show_progress=not as_json))
+        report = common.run(
+            _enqueue(file, chosen, provider, batch, send, s, show_progress=not as_json)
+        )
     except SourceError as exc:
-        common.fail(f"{file}: {exc}")
+        common.fail(f"{_name(file)}: {exc}")
     except IntakeFailed as exc:
         # Not a usage error: part of the file may be queued, and running the
         # same command again is safe (enqueueing is idempotent).
@@ -62,8 +79,30 @@ def enqueue(
     raise typer.Exit(common.EXIT_OK if report.ok else common.EXIT_SOME_FAILED)
 
 
+def _format_of(file: Path, fmt: InputFormat | None) -> Format:
+    """The format to read FILE in, or exit 2 saying how to give it."""
+    if str(file) == "-":
+        if fmt is None:
+            common.fail("reading standard input ('-') needs --format csv or --format jsonl")
+        return fmt.value
+    if not file.is_file():
+        common.fail(f"{file}: {'is a directory' if file.is_dir() else 'no such file'}")
+    found = fmt.value if fmt is not None else format_of(file)
+    if found is None:
+        common.fail(
+            f"{file}: cannot tell its format from the extension {file.suffix or '(none)'}: "
+            "give --format csv or --format jsonl"
+        )
+    return found
+
+
+def _name(file: Path) -> str:
+    return "standard input" if str(file) == "-" else str(file)
+
+
 async def _enqueue(
     file: Path,
+    fmt: Format,
     provider: Provider,
     batch: str | None,
     send: bool,
@@ -80,9 +119,10 @@ async def _enqueue(
         disable=not show_progress or not common.err.is_terminal,
         transient=True,
     ) as progress:
-        task = progress.add_task(f"enqueueing {file.name}", total=None)
+        task = progress.add_task(f"enqueueing {_name(file)}", total=None)
         return await api.enqueue_file(
             file,
+            fmt=fmt,
             provider=provider,
             batch=batch,
             send=send,
