@@ -85,7 +85,11 @@ def prepare(item: Record | RecordError, intake: Intake) -> Prepared | list[Recor
     number = item.invoice.number
     if item.provider is not None and item.provider is not intake.provider:
         message = f"record is for {item.provider.value}, this batch is for {intake.provider.value}"
-        return [RecordError(item.line, message, field="provider", invoice_number=number)]
+        return [
+            RecordError(
+                item.line, message, field="provider", invoice_number=number, source=item.source
+            )
+        ]
     try:
         intake.validate(item.invoice)
     except InvoiceInvalid as exc:
@@ -141,6 +145,7 @@ def _refused(record: Record, error: InvoiceInvalid) -> list[RecordError]:
             field=problem.field,
             invoice_number=record.invoice.number,
             invoice=record.invoice,
+            source=record.source,
         )
         for problem in problems
     ]

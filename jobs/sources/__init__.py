@@ -29,6 +29,7 @@ from jobs.sources.records import (
     Item,
     Record,
     RecordError,
+    Source,
     SourceError,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "Item",
     "Record",
     "RecordError",
+    "Source",
     "SourceError",
     "_text_problem",
     "format_of",

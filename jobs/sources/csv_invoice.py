@@ -7,6 +7,7 @@ each model error back at its row and column.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import cast
 
@@ -25,14 +26,15 @@ from jobs.sources.csv_columns import (
 from jobs.sources.csv_rows import _Group, _Row
 from jobs.sources.lines import _CELL_SEP, _FORMULA_IN_ROW, _text_problem
 from jobs.sources.messages import _json_path, _label, _pydantic_message, _show, _totals_problem
-from jobs.sources.records import Record, RecordError
+from jobs.sources.records import Record, RecordError, Source
 
 
 class _GroupReader:
     """Turns one invoice's rows into an `Invoice` or all its problems."""
 
-    def __init__(self, layout: _Layout, group: _Group) -> None:
+    def __init__(self, layout: _Layout, group: _Group, header_text: str) -> None:
         self._layout = layout
+        self._header_text = header_text
         self._header = layout.header
         self._group = group
         self._label = _label(group.number)
@@ -52,9 +54,12 @@ class _GroupReader:
         invoice = self._validate(self._invoice_data())
         if invoice is not None and (problem := _totals_problem(invoice)):
             self._error(self._rows[0].line, None, problem)
+        source = Source(
+            "csv", tuple([(row.line, row.text) for row in self._rows]), self._header_text
+        )
         if self._errors or invoice is None:
-            return self._errors
-        return Record(self._rows[0].line, invoice)
+            return [dataclasses.replace(e, source=source) for e in self._errors]
+        return Record(self._rows[0].line, invoice, source=source)
 
     def _error(self, line: int, column: str | None, message: str) -> None:
         # One report per (line, column): a formula cell is not also reported

@@ -15,22 +15,24 @@ from jobs.sources.csv_invoice import _GroupReader
 from jobs.sources.csv_rows import _csv_rows, _Group, _Row
 from jobs.sources.lines import _Line
 from jobs.sources.messages import _capped, _label
-from jobs.sources.records import Item, Record, RecordError, SourceError
+from jobs.sources.records import Item, Record, RecordError, Source, SourceError
 
 
-def _read_header(rows: Iterator[_Row]) -> list[str]:
+def _read_header(rows: Iterator[_Row]) -> tuple[list[str], str]:
+    """The checked column names, and the header line as written."""
     for row in rows:
         if row.problems:
             raise SourceError(f"header row (line {row.line}): {'; '.join(row.problems)}")
         if not row.blank():
-            return _check_header(row.cells)
+            return _check_header(row.cells), row.text
     raise SourceError("the file is empty: a CSV needs a header row (see docs/input-formats.md)")
 
 
 def _read_csv(lines: Iterator[_Line], max_rows: int) -> Iterator[Item]:
     """The results of a CSV file; an invoice keeps at most `max_rows` rows."""
     rows = _csv_rows(lines)
-    assembler = _Assembler(_Layout.of(_read_header(rows)), max_rows)
+    header, header_text = _read_header(rows)
+    assembler = _Assembler(_Layout.of(header), max_rows, header_text)
     for row in rows:
         yield from assembler.add(row)
     yield from assembler.finish()
@@ -39,9 +41,10 @@ def _read_csv(lines: Iterator[_Line], max_rows: int) -> Iterator[Item]:
 class _Assembler:
     """Groups consecutive rows by invoice number and turns each group into one result."""
 
-    def __init__(self, layout: _Layout, max_rows: int) -> None:
+    def __init__(self, layout: _Layout, max_rows: int, header_text: str) -> None:
         self._layout = layout
         self._max_rows = max_rows
+        self._header_text = header_text
         self._position = {name: i for i, name in enumerate(layout.header) if name}
         self._pending: _Group | None = None
         self._ended: dict[str, int] = {}
@@ -78,8 +81,9 @@ class _Assembler:
         # the invoice before or after it: both are rejected, so no invoice is
         # ever accepted with a line item missing.
         messages = row.problems or ["the invoice number is missing: every row needs one"]
+        source = Source("csv", ((row.line, row.text),), self._header_text)
         for message in messages:
-            yield RecordError(row.line, message, "invoice_number")
+            yield RecordError(row.line, message, "invoice_number", source=source)
         if self._pending is not None:
             self._pending.problems.append(self._neighbour_error(row.line, self._pending.number))
         self._orphan_line = row.line
@@ -105,7 +109,7 @@ class _Assembler:
 
     def _finish(self, group: _Group) -> Iterator[Item]:
         self._ended[group.number] = group.rows[-1].line
-        result = _GroupReader(self._layout, group).read()
+        result = _GroupReader(self._layout, group, self._header_text).read()
         if isinstance(result, Record):
             yield result
         else:

@@ -16,12 +16,13 @@ from jobs.sources.records import RecordError
 
 
 class _LineFeed:
-    """Feeds decoded lines to `csv.reader`, remembering the problems of the lines it gave."""
+    """Feeds decoded lines to `csv.reader`, keeping the text and problems of the lines it gave."""
 
     def __init__(self, lines: Iterator[_Line]) -> None:
         self._lines = lines
         self.number = 0
         self._problems: list[tuple[int, str]] = []
+        self._texts: list[str] = []
 
     def __iter__(self) -> _LineFeed:
         return self
@@ -31,7 +32,14 @@ class _LineFeed:
         self.number = line.number
         if line.problem is not None:
             self._problems.append((line.number, line.problem))
+        self._texts.append(line.text)
         return line.text
+
+    def take_text(self) -> str:
+        """The text of the lines read since the last call (one row), without its line ending."""
+        texts, self._texts = self._texts, []
+        text = texts[0] if len(texts) == 1 else "".join(texts)
+        return text.rstrip("\r\n")
 
     def take_problems(self, row_line: int) -> list[str]:
         """Problems of the lines read since the last call (the lines of the row at `row_line`)."""
@@ -44,6 +52,8 @@ class _Row:
     line: int
     cells: list[str]
     problems: list[str]
+    text: str = ""
+    """The row as written (`Source.rows`)."""
 
     def blank(self) -> bool:
         # Some cell holds a non-space character exactly when the joined row does.
@@ -61,9 +71,10 @@ def _csv_rows(lines: Iterator[_Line]) -> Iterator[_Row]:
         except StopIteration:
             return
         except csv.Error as exc:
-            yield _Row(start, [], [*feed.take_problems(start), f"not valid CSV: {exc}"])
+            problems = [*feed.take_problems(start), f"not valid CSV: {exc}"]
+            yield _Row(start, [], problems, feed.take_text())
             continue
-        yield _Row(start, cells, feed.take_problems(start))
+        yield _Row(start, cells, feed.take_problems(start), feed.take_text())
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,16 +23,19 @@ from jobs.sources.messages import (
     _show,
     _totals_problem,
 )
-from jobs.sources.records import Item, Record, RecordError
+from jobs.sources.records import Item, Record, RecordError, Source
 
 
 def _read_jsonl(lines: Iterator[_Line]) -> Iterator[Item]:
     seen: dict[str, int] = {}
     for line in lines:
         if line.problem is not None:
-            yield RecordError(line.number, line.problem)
+            source = Source("jsonl", ((line.number, line.text.rstrip("\r\n")),))
+            yield RecordError(line.number, line.problem, source=source)
         elif text := line.text.strip():
-            yield from _jsonl_record(line.number, text, seen)
+            yield from _jsonl_record(
+                line.number, text, seen, Source("jsonl", ((line.number, text),))
+            )
 
 
 def parse_json(text: str | bytes) -> object:
@@ -62,25 +66,28 @@ def read_objects(bodies: Iterable[object]) -> Iterator[Item]:
         yield from _jsonl_value(number, body, seen)
 
 
-def _jsonl_record(number: int, text: str, seen: dict[str, int]) -> Iterator[Item]:
+def _jsonl_record(number: int, text: str, seen: dict[str, int], source: Source) -> Iterator[Item]:
     try:
         body = parse_json(text)
     except ValueError as exc:
-        yield RecordError(number, f"not valid JSON: {exc}")
+        yield RecordError(number, f"not valid JSON: {exc}", source=source)
         return
-    yield from _jsonl_value(number, body, seen)
+    yield from _jsonl_value(number, body, seen, source)
 
 
-def _jsonl_value(number: int, body: object, seen: dict[str, int]) -> Iterator[Item]:
+def _jsonl_value(
+    number: int, body: object, seen: dict[str, int], source: Source | None = None
+) -> Iterator[Item]:
     if not isinstance(body, dict):
-        yield RecordError(
-            number, f"expected a JSON object (one invoice per line), got {_kind(body)}"
-        )
+        message = f"expected a JSON object (one invoice per line), got {_kind(body)}"
+        yield RecordError(number, message, source=source)
         return
-    yield from _jsonl_invoice(number, cast(dict[str, object], body), seen)
+    yield from _jsonl_invoice(number, cast(dict[str, object], body), seen, source)
 
 
-def _jsonl_invoice(number: int, body: dict[str, object], seen: dict[str, int]) -> Iterator[Item]:
+def _jsonl_invoice(
+    number: int, body: dict[str, object], seen: dict[str, int], source: Source | None
+) -> Iterator[Item]:
     tagged = "provider" in body
     provider = _provider_of(body.pop("provider", None))
     label = _label(_raw_number(body, provider))
@@ -104,9 +111,9 @@ def _jsonl_invoice(number: int, body: dict[str, object], seen: dict[str, int]) -
     if invoice is not None and (problem := _totals_problem(invoice)):
         errors.append(RecordError(number, problem, None, label))
     if errors or invoice is None:
-        yield from _capped(errors)
+        yield from _capped([dataclasses.replace(e, source=source) for e in errors])
     else:
-        yield Record(number, invoice, provider)
+        yield Record(number, invoice, provider, source)
 
 
 _Problems = list[tuple[str | None, str]]

@@ -45,8 +45,46 @@ def _printable(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+_PLAIN: dict[str, str] = {
+    "too_short": "needs at least {min_length} item(s), got {actual_length}",
+    "too_long": "takes at most {max_length} item(s), got {actual_length}",
+    "string_too_short": "needs at least {min_length} character(s)",
+    "string_too_long": "takes at most {max_length} characters",
+    "string_pattern_mismatch": "must match the pattern {pattern}",
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be at most {le}",
+    "decimal_parsing": "is not a number",
+    "decimal_type": "is not a number",
+    "int_parsing": "is not a whole number",
+    "bool_parsing": "is not true or false",
+    "bool_type": "is not true or false",
+    "date_type": "is not a date (YYYY-MM-DD)",
+    "string_type": "must be text",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "list_type": "must be a list",
+    "extra_forbidden": "is not a field of an invoice",
+    "missing": "required",
+}
+"""Pydantic's phrasings ("List should have at least 1 item after validation")
+in the plain words docs/input-formats.md documents; its own for the rest."""
+
+
+def _plain(error: ErrorDetails) -> str:
+    template = _PLAIN.get(error["type"])
+    if template is not None:
+        try:
+            return template.format(**error.get("ctx", {}))
+        except (KeyError, IndexError):
+            pass
+    message = error["msg"].removeprefix("Value error, ")
+    return message.replace("Input should be ", "must be ", 1)
+
+
 def _pydantic_message(error: ErrorDetails) -> str:
-    message = _printable(error["msg"].removeprefix("Value error, "))
+    message = _printable(_plain(error))
     value = error.get("input")
     scalar = isinstance(value, str | int | Decimal) and not isinstance(value, bool)
     if scalar and error["type"] != "missing":
@@ -59,8 +97,9 @@ def _capped(errors: list[RecordError]) -> list[RecordError]:
         return errors
     kept = errors[:MAX_ERRORS_PER_RECORD]
     rest = len(errors) - len(kept)
+    last = kept[-1]
     more = RecordError(
-        kept[-1].line, f"... and {rest} more problems", None, kept[-1].invoice_number
+        last.line, f"... and {rest} more problems", None, last.invoice_number, source=last.source
     )
     return [*kept, more]
 

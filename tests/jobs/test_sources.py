@@ -272,14 +272,14 @@ def test_csv_one_bad_row_rejects_the_whole_invoice_with_all_problems(tmp_path: P
     [
         ("", "INV-1,,A,1,1.00", "customer_id", "required, but empty"),
         ("", "INV-1,C1,A,0,1.00", "quantity", "greater than 0 (got '0')"),
-        ("", "INV-1,C1,A,1,-1.00", "unit_price", "greater than or equal to 0"),
+        ("", "INV-1,C1,A,1,-1.00", "unit_price", "must be at least 0"),
         ("", "INV-1,C1,,1,1.00", "description", "required, but empty"),
         ("", "INV-1,C1,A,1e5,1.00", "quantity", "not a plain decimal number"),
         ("", 'INV-1,C1,A,1,"1,000.00"', "unit_price", "not a plain decimal number"),
-        ("tax_rate,", "-5,INV-1,C1,A,1,1.00", "tax_rate", "greater than or equal to 0"),
+        ("tax_rate,", "-5,INV-1,C1,A,1,1.00", "tax_rate", "must be at least 0"),
         ("tax_amount,", "x,INV-1,C1,A,1,1.00", "tax_amount", "not a plain decimal"),
         ("tax_rate,tax_amount,", "1,2,INV-1,C1,A,1,1", "tax_amount", "not both"),
-        ("terms_days,", "-1,INV-1,C1,A,1,1.00", "terms_days", "greater than or equal to 0"),
+        ("terms_days,", "-1,INV-1,C1,A,1,1.00", "terms_days", "must be at least 0"),
         (
             "due_date,",
             "2025-02-30,INV-1,C1,A,1,1.00",
@@ -288,7 +288,7 @@ def test_csv_one_bad_row_rejects_the_whole_invoice_with_all_problems(tmp_path: P
         ),
         ("terms_days,due_date,", "1,2025-01-01,INV-1,C1,A,1,1", "due_date", "not both"),
         ("invoice_date,", "31/01/2025,INV-1,C1,A,1,1.00", "invoice_date", "Invalid isoformat"),
-        ("currency,", "usd,INV-1,C1,A,1,1.00", "currency", "should match pattern"),
+        ("currency,", "usd,INV-1,C1,A,1,1.00", "currency", "must match the pattern"),
         ("funding,", "a:0,INV-1,C1,A,1,1.00", "funding", "greater than 0"),
         ("funding,", "a60,INV-1,C1,A,1,1.00", "funding", "not account:amount"),
     ],
@@ -519,7 +519,7 @@ def test_jsonl_errors_carry_a_json_path(tmp_path: Path) -> None:
     body = neutral(lines=[good, good, {"description": "b", "quantity": -1, "unit_price": 1}])
     error = only_error(read(tmp_path, jsonl(body), "a.jsonl"))
     assert str(error) == (
-        "line 1 (invoice INV-1) field lines[2].quantity: Input should be greater than 0 (got '-1')"
+        "line 1 (invoice INV-1) field lines[2].quantity: must be greater than 0 (got '-1')"
     )
 
 
