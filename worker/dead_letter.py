@@ -4,10 +4,13 @@ An entry is a hash beside the ledger record of an invoice parked for a
 person: why (the error's reason word, kind, message, status, code and field
 errors), how often it was tried, and its payload, never a secret. It is
 written in one script with the ledger change: `HeldEntry.dead_letter` for a
-job that failed, `park_invalid` for the invalid records of an enqueue (so
-every record of a file ends created, dead-lettered or visibly waiting). Both
-build its fields with `entry_fields`. What a person can do with entries is
-`worker.dlq`. This module never calls a provider.
+job that failed, `worker/lua/reject.lua` for the invalid records of an
+enqueue (so every record of a file ends created, dead-lettered or visibly
+waiting), with the values `invalid_entry` builds. Both build its fields with
+`entry_fields`. An invalid record's entry also keeps what the user wrote
+(its `Source`: the CSV rows with their header, or the JSONL line, with line
+numbers), so it can be shown and exported back to fix. What a person can do
+with entries is `worker.dlq`. This module never calls a provider.
 """
 
 from __future__ import annotations
@@ -16,17 +19,14 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-
-import redis.asyncio as aioredis
 
 from jobs.errors import ErrorInfo, FieldError, InvoiceInvalid
 from jobs.models import Provider
-from jobs.sources import RecordError
-from worker.error_json import field_errors_from_list, field_errors_to_list
-from worker.keys import InvoiceKey, Keys, invoice_key
-from worker.lua import INVOICES_PER_CALL, Scripts, script_env
-from worker.replies import RawHash, decoded, text
+from jobs.sources import RecordError, Source
+from worker.error_json import error_to_json, field_errors_from_list, field_errors_to_list
+from worker.keys import InvoiceKey, invoice_key
+from worker.replies import RawHash, decoded
+from worker.times import iso_ms
 
 _NUMBER = re.compile(r"[A-Za-z0-9._/-]{1,64}")
 """An invoice number usable as a key (the model's rule): only those are parked."""
@@ -68,6 +68,8 @@ class DeadLetter:
     last_at_ms: int
     """When it was dead-lettered."""
     payload: str
+    source: Source | None = None
+    """What the user wrote, for a record refused at enqueue."""
 
     @classmethod
     def parse(cls, raw: RawHash) -> DeadLetter:
@@ -90,6 +92,7 @@ class DeadLetter:
             first_at_ms=_ms(h.get("first_at_ms")),
             last_at_ms=_ms(h.get("last_at_ms")),
             payload=h.get("payload", ""),
+            source=source_from_json(h.get("source", "")),
         )
 
     def csv_row(self) -> list[str]:
@@ -105,8 +108,8 @@ class DeadLetter:
             self.message,
             "; ".join(str(e) for e in self.field_errors),
             str(self.attempts),
-            _iso(self.first_at_ms),
-            _iso(self.last_at_ms),
+            iso_ms(self.first_at_ms) if self.first_at_ms else "",
+            iso_ms(self.last_at_ms) if self.last_at_ms else "",
         ]
         return [_no_formula(v) for v in values]
 
@@ -122,7 +125,9 @@ def _ms(value: str | None) -> int:
     return int(value) if value and value.isdigit() else 0
 
 
-def entry_fields(error: ErrorInfo, *, attempts: int, reason: str | None = None) -> str:
+def entry_fields(
+    error: ErrorInfo, *, attempts: int, reason: str | None = None, source: Source | None = None
+) -> str:
     """The fields of an entry about `error`, as the scripts take them (a JSON
     object of strings); the scripts add where it stands (invoice key, batch,
     provider, number, payload, times).
@@ -131,6 +136,7 @@ def entry_fields(error: ErrorInfo, *, attempts: int, reason: str | None = None) 
         attempts: failed attempts so far.
         reason: the entry's reason when it is not the error's own
             ("exhausted": the retry budget ran out on a transient error).
+        source: what the user wrote, for a record refused at enqueue.
     """
     fields = {
         "reason": reason or error.reason,
@@ -141,65 +147,74 @@ def entry_fields(error: ErrorInfo, *, attempts: int, reason: str | None = None) 
         "field_errors": json.dumps(field_errors_to_list(error.field_errors)),
         "attempts": str(attempts),
     }
+    if source is not None:
+        fields["source"] = source_to_json(source)
     return json.dumps(fields)
 
 
-async def park_invalid(
-    redis: aioredis.Redis,
-    keys: Keys,
-    errors: Sequence[RecordError],
-    *,
-    provider: Provider,
-    account: str,
-    batch_id: str,
-) -> int:
-    """Dead-letter the invalid records that carry a usable invoice number; how many were.
+def source_to_json(source: Source) -> str:
+    """A `Source` as stored in an entry."""
+    return json.dumps({"format": source.format, "header": source.header, "rows": source.rows})
 
-    Their errors (one `RecordError` per problem) are grouped per number, so
-    the entry lists every field to fix; `invoicer dlq requeue KEY --payload
-    FILE` then supersedes it with the corrected invoice. A number already
-    active (queued, in flight, created) is left alone: the bad copy is only
-    reported (see `worker/lua/reject.lua`).
+
+def source_from_json(stored: str) -> Source | None:
+    """The inverse of `source_to_json`; None for "" (an entry without one)."""
+    if not stored:
+        return None
+    data = json.loads(stored)
+    rows = tuple((int(line), str(row)) for line, row in data["rows"])
+    return Source(data["format"], rows, data.get("header"))
+
+
+def invalid_entry(
+    problems: Sequence[RecordError], *, provider: Provider, account: str
+) -> list[str] | None:
+    """The reject script's five values for one refused record (all its problems),
+    or None when it has no invoice number usable as a key (then it is only reported).
+
+    The values: invoice key, number, payload (the invoice's JSON if it parsed,
+    else ""), the entry's fields (`entry_fields`, its `Source` included) and
+    the ledger's error, so the batch report gives the same reason.
     """
-    grouped: dict[str, list[RecordError]] = {}
-    for error in errors:
-        number = error.invoice_number
-        if number is not None and _NUMBER.fullmatch(number):
-            grouped.setdefault(number, []).append(error)
-    items = list(grouped.items())
-    if not items:
-        return 0
-    reject = Scripts.register(redis).reject
-    head = [script_env(keys), "", provider.value, account, batch_id]
-    parked = 0
-    for start in range(0, len(items), INVOICES_PER_CALL):
-        args = list(head)
-        for number, problems in items[start : start + INVOICES_PER_CALL]:
-            args += _invalid_args(number, problems, provider=provider, account=account)
-        replies = await reject(args=args)
-        parked += sum(text(r) == "dead_lettered" for r in replies)
-    return parked
-
-
-def _invalid_args(
-    number: str, problems: list[RecordError], *, provider: Provider, account: str
-) -> list[str]:
-    """The reject script's four values for one invalid record."""
-    invoice = next((e.invoice for e in problems if e.invoice is not None), None)
+    first = problems[0]
+    number = first.invoice_number
+    if number is None or not _NUMBER.fullmatch(number):
+        return None
+    line = first.source.line if first.source is not None else first.line
     error = ErrorInfo(
         kind=InvoiceInvalid.__name__,
         reason=InvoiceInvalid.reason,
-        message=f"line {problems[0].line}: {len(problems)} problem(s); fix and requeue "
-        "with --payload FILE",
-        field_errors=tuple(FieldError(e.field or "record", e.message) for e in problems),
+        message=describe_problems(problems),
+        field_errors=tuple(
+            FieldError(
+                e.field or "record", e.message if e.line == line else f"line {e.line}: {e.message}"
+            )
+            for e in problems
+        ),
     )
+    invoice = next((e.invoice for e in problems if e.invoice is not None), None)
     payload = invoice.model_dump_json() if invoice is not None else ""
-    key = invoice_key(provider, account, number)
-    return [key, number, payload, entry_fields(error, attempts=0)]
+    fields = entry_fields(error, attempts=0, source=first.source)
+    return [invoice_key(provider, account, number), number, payload, fields, error_to_json(error)]
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds") if ms else ""
+def describe_problems(problems: Sequence[RecordError], shown: int = 3) -> str:
+    """`line 12: quantity: ...; unit_price: ...` (the first `shown`, then how many more)."""
+    first = problems[0]
+    rows = first.source.rows if first.source is not None else ()
+    if len(rows) > 1:
+        where = f"lines {rows[0][0]}-{rows[-1][0]}"
+    else:
+        where = f"line {rows[0][0] if rows else first.line}"
+    parts = [
+        (f"line {e.line} " if len(rows) > 1 else "")
+        + (f"{e.field}: " if e.field else "")
+        + e.message
+        for e in problems[:shown]
+    ]
+    if len(problems) > shown:
+        parts.append(f"and {len(problems) - shown} more")
+    return f"{where}: " + "; ".join(parts)
 
 
 def _no_formula(value: str) -> str:

@@ -4,20 +4,21 @@ Entries (`worker.dead_letter`) are written with the ledger change that parks
 an invoice; this module lists and reads them, requeues them (through the same
 enqueue script as a bulk run, so a requeue supersedes the old job with a new
 generation and can never create a duplicate), discards them and exports them
-as CSV. It never calls a provider.
+as CSV or as the rows they were read from (`worker.dlq_export`). It never
+calls a provider.
 """
 
 from __future__ import annotations
 
 import builtins
-import csv
 from collections.abc import AsyncIterator, Awaitable
 from typing import TextIO, cast
 
 import redis.asyncio as aioredis
 
 from jobs.models import Invoice, Provider
-from worker.dead_letter import CSV_COLUMNS, DeadLetter
+from worker.dead_letter import DeadLetter
+from worker.dlq_export import SourceExport, write_list, write_source
 from worker.enqueue import EnqueueOutcome, Enqueuer
 from worker.keys import Keys
 from worker.lua import Scripts
@@ -109,7 +110,9 @@ class DeadLetters:
             raise KeyError(invoice_key)
         if payload is None and not entry.payload:
             raise ValueError(
-                f"{invoice_key} never parsed as an invoice: requeue it with a corrected payload"
+                f"{invoice_key} never parsed as an invoice: fix its rows "
+                f"(invoicer dlq export --source --batch {entry.batch} --out fix.csv) and "
+                "enqueue them again, or requeue it with --payload FILE"
             )
         invoice = payload or Invoice.model_validate_json(entry.payload)
         if invoice.number != entry.number:
@@ -168,13 +171,14 @@ class DeadLetters:
         self, out: TextIO, *, batch: str | None = None, reason: str | None = None
     ) -> int:
         """Write entries as CSV (header + one row each) to `out`; returns the row count."""
-        writer = csv.writer(out)
-        writer.writerow(CSV_COLUMNS)
-        rows = 0
-        async for entry in self._scan(batch=batch, reason=reason):
-            writer.writerow(entry.csv_row())
-            rows += 1
-        return rows
+        return await write_list(self._scan(batch=batch, reason=reason), out)
+
+    async def export_source(
+        self, out: TextIO, *, batch: str | None = None, reason: str | None = None
+    ) -> SourceExport:
+        """Write the rows the entries' records were read from, in their input format
+        (`worker.dlq_export.write_source`: raises `MixedSources`)."""
+        return await write_source(self._scan(batch=batch, reason=reason), out)
 
     async def _index(
         self,

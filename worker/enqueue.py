@@ -6,8 +6,10 @@ duplicate, already created, a conflict (same number, other content) or a
 retry of a rejected invoice (a new generation with a fresh job id). The runs
 are sent in non-transactional pipelines of `chunk_size`, streaming: records
 are never all held in memory. Records come checked and serialised by
-`worker.intake`; the invalid ones are reported and parked
-(`worker.dead_letter.park_invalid`). This module never talks to a provider.
+`worker.intake`; the invalid ones are reported (`worker.enqueue_report`) and
+parked as they come, in the same pipelines, by `worker/lua/reject.lua` (its
+values: `worker.dead_letter.invalid_entry`). This module never talks to a
+provider.
 """
 
 from __future__ import annotations
@@ -19,96 +21,20 @@ import secrets
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
 from jobs.models import Invoice, Provider
 from jobs.sources import RecordError
-from worker.dead_letter import park_invalid
+from worker.dead_letter import invalid_entry
+from worker.enqueue_report import EnqueueOutcome, EnqueueReport
 from worker.intake import Intake, Prepared, Taken, script_item
 from worker.keys import Keys
 from worker.lua import INVOICES_PER_CALL, Scripts, script_env
 from worker.replies import text
 
 __all__ = ["EnqueueOutcome", "EnqueueReport", "Enqueuer", "enqueue"]
-
-
-class EnqueueOutcome(StrEnum):
-    """What enqueueing one invoice did."""
-
-    ACCEPTED = "accepted"
-    DUPLICATE = "duplicate"
-    ALREADY_CREATED = "already_created"
-    CONFLICT = "conflict"
-    SUPERSEDED = "superseded"
-
-
-@dataclass
-class EnqueueReport:
-    """Counts of one enqueue run (one batch)."""
-
-    batch_id: str
-    provider: Provider
-    accepted: int = 0
-    """New invoices, plus superseded ones (re-enqueued after a rejection or discard)."""
-    superseded: int = 0
-    duplicates: int = 0
-    """Same content already queued or in flight: nothing to do."""
-    already_created: int = 0
-    """Same content already created: skipped."""
-    conflicts: list[tuple[int, str, str]] = field(default_factory=list)
-    """(line, invoice number, message): same number, different content."""
-    invalid: list[RecordError] = field(default_factory=list)
-    invalid_dead_lettered: int = 0
-    """Invalid records parked in the dead-letter queue (those with a usable number)."""
-
-    @property
-    def ok(self) -> bool:
-        """No conflicts and no invalid records."""
-        return not self.conflicts and not self.invalid
-
-    def as_dict(self) -> dict[str, object]:
-        """The report as plain data, for `--json`."""
-        return {
-            "batch_id": self.batch_id,
-            "provider": self.provider.value,
-            "ok": self.ok,
-            "accepted": self.accepted,
-            "invalid_dead_lettered": self.invalid_dead_lettered,
-            "superseded": self.superseded,
-            "duplicates": self.duplicates,
-            "already_created": self.already_created,
-            "conflicts": [
-                {"line": line, "invoice_number": number, "message": message}
-                for line, number, message in self.conflicts
-            ],
-            "invalid": [
-                {
-                    "line": e.line,
-                    "invoice_number": e.invoice_number,
-                    "field": e.field,
-                    "message": e.message,
-                }
-                for e in self.invalid
-            ],
-        }
-
-    def count(self, outcome: EnqueueOutcome, line: int, number: str, state: str) -> None:
-        """Add one invoice's outcome."""
-        if outcome is EnqueueOutcome.ACCEPTED:
-            self.accepted += 1
-        elif outcome is EnqueueOutcome.SUPERSEDED:
-            self.accepted += 1
-            self.superseded += 1
-        elif outcome is EnqueueOutcome.DUPLICATE:
-            self.duplicates += 1
-        elif outcome is EnqueueOutcome.ALREADY_CREATED:
-            self.already_created += 1
-        else:
-            message = f"invoice {number} is already {state} with different content"
-            self.conflicts.append((line, number, message))
 
 
 def new_batch_id(name: str | None = None) -> str:
@@ -158,7 +84,9 @@ class Enqueuer:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self.script = Scripts.register(redis).enqueue
+        scripts = Scripts.register(redis)
+        self.script = scripts.enqueue
+        self.reject = scripts.reject
         self.env = script_env(keys)
 
     def head(self, *, provider: Provider, account: str, batch: str, mode: str) -> list[str]:
@@ -220,17 +148,10 @@ async def enqueue(
                 await run.feed(some)
         else:
             await run.feed(items)
+        run.close_refused()
         await run.flush()
     finally:
         await run.settle()
-    report.invalid_dead_lettered = await park_invalid(
-        redis,
-        keys,
-        report.invalid,
-        provider=intake.provider,
-        account=intake.account,
-        batch_id=batch_id,
-    )
     return report
 
 
@@ -255,10 +176,21 @@ async def _started(
     return again()
 
 
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """An invalid record to park: the reject script's values (`invalid_entry`)."""
+
+    values: list[str]
+
+
 @dataclass
 class _Chunked:
-    """Buffers one chunk of invoices and sends it as one pipeline of script calls.
+    """Buffers one chunk of script calls and sends it as one pipeline.
 
+    A chunk holds the valid invoices (enqueue script) and the invalid
+    records to park (reject script) in input order, so a record is parked
+    after the invoices before it, as it would be one by one; parking as we
+    go keeps an error-heavy file as fast as a clean one and its memory flat.
     The next chunk is prepared while the previous one is in flight (at most
     one at a time, so chunks reach Redis in order and memory stays at two
     chunks): Python's work and Redis's overlap instead of adding up.
@@ -270,19 +202,52 @@ class _Chunked:
     chunk_size: int
     progress: Callable[[int], None] | None = None
     handled: int = 0
-    pending: list[Prepared] = field(default_factory=list)
+    pending: list[Prepared | _Refused] = field(default_factory=list)
     inflight: asyncio.Task[None] | None = None
+    refusing: list[RecordError] = field(default_factory=list)
+    """The problems of the record being read, while its problems keep coming."""
+    last_refused: object = None
+    """What identifies that record (`_invalid`)."""
 
     async def feed(self, items: Iterable[Taken]) -> None:
         """Buffer `items`, sending each chunk as it fills."""
         for item in items:
             self.handled += 1
             if isinstance(item, RecordError):
-                self.report.invalid.append(item)
-                continue
-            self.pending.append(item)
+                if not self._invalid(item):
+                    continue
+            else:
+                self.close_refused()
+                self.pending.append(item)
             if self._full():  # no coroutine per record: most need no await
                 await self.turn()
+
+    def _invalid(self, error: RecordError) -> bool:
+        """Note one problem; True when it closed the previous record (now pending)."""
+        # The problems of one record come together, each with the record's
+        # source: a new source (or, without one, a new line) is a new record.
+        record = error.source if error.source is not None else (error.line, error.invoice_number)
+        closed = False
+        if record != self.last_refused:
+            closed = self.close_refused()
+            self.report.invalid_records += 1
+            self.last_refused = record
+        self.refusing.append(error)
+        # The report keeps what it prints, not the invoice or the text.
+        self.report.invalid.append(
+            RecordError(error.line, error.message, error.field, error.invoice_number)
+        )
+        return closed
+
+    def close_refused(self) -> bool:
+        """Queue the record being refused for parking (if it has a usable number)."""
+        if not self.refusing:
+            return False
+        problems, self.refusing, self.last_refused = self.refusing, [], None
+        values = invalid_entry(problems, provider=self.report.provider, account=self.account)
+        if values is not None:
+            self.pending.append(_Refused(values))
+        return values is not None
 
     def _full(self) -> bool:
         return len(self.pending) >= self.chunk_size or (
@@ -311,22 +276,37 @@ class _Chunked:
         if task is not None:
             await task
 
-    async def _send(self, chunk: list[Prepared], handled: int) -> None:
+    async def _send(self, chunk: list[Prepared | _Refused], handled: int) -> None:
+        calls = _calls(chunk)
+        provider, batch = self.report.provider, self.report.batch_id
         head = self.enqueuer.head(
-            provider=self.report.provider,
-            account=self.account,
-            batch=self.report.batch_id,
-            mode="enqueue",
+            provider=provider, account=self.account, batch=batch, mode="enqueue"
         )
         async with self.enqueuer.redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(chunk), INVOICES_PER_CALL):
-                args: list[str | bytes] = list(head)
-                for _, _, item in chunk[start : start + INVOICES_PER_CALL]:
-                    args += item
-                await self.enqueuer.script(args=args, client=pipe)
+            for refused, items in calls:
+                args: list[str | bytes] = list(head[:-1] if refused else head)
+                for item in items:
+                    args += item.values if isinstance(item, _Refused) else item[2]
+                script = self.enqueuer.reject if refused else self.enqueuer.script
+                await script(args=args, client=pipe)
             replies = await pipe.execute()
-        outcomes = (o for reply in replies for o in _outcomes(reply))
-        for (line, number, _), (outcome, state) in zip(chunk, outcomes, strict=True):
-            self.report.count(outcome, line, number, state)
+        for (refused, items), reply in zip(calls, replies, strict=True):
+            if refused:
+                self.report.invalid_dead_lettered += sum(text(r) == "dead_lettered" for r in reply)
+                continue
+            for item, (outcome, state) in zip(items, _outcomes(reply), strict=True):
+                assert not isinstance(item, _Refused)
+                self.report.count(outcome, item[0], item[1], state)
         if self.progress is not None:
             self.progress(handled)
+
+
+def _calls(chunk: list[Prepared | _Refused]) -> list[tuple[bool, list[Prepared | _Refused]]]:
+    """The chunk as script calls in order: (parking?, up to INVOICES_PER_CALL items)."""
+    calls: list[tuple[bool, list[Prepared | _Refused]]] = []
+    for item in chunk:
+        refused = isinstance(item, _Refused)
+        if not calls or calls[-1][0] != refused or len(calls[-1][1]) >= INVOICES_PER_CALL:
+            calls.append((refused, []))
+        calls[-1][1].append(item)
+    return calls

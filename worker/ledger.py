@@ -77,6 +77,8 @@ class LedgerRecord:
     verify_after_ms: int = 0
     voided_ids: tuple[str, ...] = ()
     """Duplicate copies voided by this invoice's verifications."""
+    supersedes: str | None = None
+    """The earlier batch this record was taken over from (worker/lua/common.lua, take_over)."""
 
     @classmethod
     def parse(cls, invoice_key: str, raw: RawHash) -> LedgerRecord:
@@ -104,6 +106,7 @@ class LedgerRecord:
             unverified=h.get("unverified") == "1",
             verify_after_ms=int(h.get("verify_after_ms") or 0),
             voided_ids=tuple(i for i in (h.get("voided_ids") or "").split(",") if i),
+            supersedes=h.get("supersedes") or None,
         )
 
 

@@ -17,10 +17,9 @@ import csv
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
@@ -31,6 +30,9 @@ from worker.keys import InvoiceKey, Keys
 from worker.ledger import Ledger, LedgerRecord, State
 from worker.replies import text
 from worker.status import UnknownBatch
+from worker.times import iso_ms
+
+T = TypeVar("T")
 
 COLUMNS = (
     "invoice_number",
@@ -43,6 +45,7 @@ COLUMNS = (
     "reason",
     "attempts",
     "updated_at",
+    "supersedes",
 )
 PAGE_SIZE = 500
 """Members read (and ledger records fetched, pipelined) per round trip."""
@@ -56,12 +59,6 @@ def safe_cell(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_STARTS) else value
 
 
-def iso_ms(at_ms: int) -> str:
-    """A millisecond timestamp as ISO 8601 UTC, e.g. `2026-11-22T04:30:12.345Z`."""
-    when = datetime.fromtimestamp(at_ms / 1000, tz=UTC)
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def describe_error(error: ErrorInfo) -> str:
     """One line for a person: kind, status/code, message, field errors."""
     head = error.kind
@@ -70,12 +67,24 @@ def describe_error(error: ErrorInfo) -> str:
         code = "" if error.code is None else f"/{error.code}"
         head += f"({status}{code})"
     text = f"{head}: {error.message}"
-    if error.field_errors:
+    if error.field_errors and not _all_said(error):
         text += " [" + "; ".join(str(e) for e in error.field_errors) + "]"
     return text
 
 
-def write_atomically(path: Path, write: Callable[[TextIO], int]) -> int:
+def _all_said(error: ErrorInfo) -> bool:
+    # A record refused at enqueue names its problems in the message already
+    # (`line 12: quantity: ...`; a field error may add "line 13: ").
+    return all(_unlined(e.message) in error.message for e in error.field_errors)
+
+
+def _unlined(message: str) -> str:
+    """`message` without a leading `line 13: `."""
+    head, sep, rest = message.partition(": ")
+    return rest if sep and head.startswith("line ") and head[5:].isdigit() else message
+
+
+def write_atomically(path: Path, write: Callable[[TextIO], T]) -> T:
     """Call `write` on a temporary file beside `path`, then rename it into place.
 
     A report is complete or absent, never a truncated file someone mistakes
@@ -84,12 +93,12 @@ def write_atomically(path: Path, write: Callable[[TextIO], int]) -> int:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            rows = write(fh)
+            written = write(fh)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return rows
+    return written
 
 
 async def write_report(
@@ -116,17 +125,20 @@ async def write_report(
         invoice_keys = [text(m) for m in page]
         records = await ledger.get_many(invoice_keys)
         for key, record in zip(invoice_keys, records, strict=True):
-            writer.writerow([safe_cell(cell) for cell in _row(key, record)])
+            writer.writerow([safe_cell(cell) for cell in _row(batch, key, record)])
             rows += 1
         start += page_size
 
 
-def _row(invoice_key: str, record: LedgerRecord | None) -> Iterator[str]:
+def _row(batch: str, invoice_key: str, record: LedgerRecord | None) -> Iterator[str]:
     if record is None:
         # A member without a record would be a ledger bug; show it rather
         # than silently dropping a line finance will count.
         yield from (_number_of(invoice_key), invoice_key, "missing")
         yield from ("",) * (len(COLUMNS) - 3)
+        return
+    if record.batch != batch:
+        yield from _superseded(record)
         return
     receipt = record.receipt
     yield record.number
@@ -139,6 +151,15 @@ def _row(invoice_key: str, record: LedgerRecord | None) -> Iterator[str]:
     yield "" if record.error is None or record.state in _SUCCESS else describe_error(record.error)
     yield str(record.failures)
     yield iso_ms(record.updated_at_ms)
+    yield record.supersedes or ""
+
+
+def _superseded(record: LedgerRecord) -> Iterator[str]:
+    """A member a later batch took over: history here, what happened since is there's."""
+    yield from (record.number, record.invoice_key, "superseded", record.provider.value)
+    yield from ("", "", "")  # provider id, link and total are the later batch's
+    yield f"superseded by batch {record.batch} (now {record.state.value} there)"
+    yield from ("", iso_ms(record.updated_at_ms), "")
 
 
 def _number_of(invoice_key: str) -> str:

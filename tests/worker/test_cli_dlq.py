@@ -141,7 +141,7 @@ async def test_requeue_refuses_bad_payloads_and_unknown_keys(
     bad.write_text(json.dumps(body))
     code, _, stderr = await invoke(redis_url, "requeue", "maast:R-1", "--payload", str(bad))
     assert code == 2
-    assert "lines.0.quantity" in stderr and "currency" in stderr
+    assert "lines[0].quantity" in stderr and "currency" in stderr
     other = tmp_path / "other.json"
     other.write_text(invoice("R-9").model_dump_json())
     code, _, stderr = await invoke(redis_url, "requeue", "maast:R-1", "--payload", str(other))

@@ -26,6 +26,8 @@ KEYS = Keys()
 HEADER = "invoice_number,customer_id,customer_first_name,customer_last_name,customer_email,"
 HEADER += "description,quantity,unit_price\n"
 REPORT_FIELDS = {
+    "records",
+    "invalid_records",
     "batch_id",
     "provider",
     "ok",
@@ -209,5 +211,5 @@ async def test_requeue_without_payload_of_a_record_that_never_parsed_exits_2(
     result = await invoke(redis_url, "dlq", "requeue", key("RAW-1"))
 
     assert result.exit_code == 2, result.output
-    assert "corrected payload" in " ".join(result.stderr.split())
+    assert "dlq export --source" in " ".join(result.stderr.split())
     assert await DeadLetters(redis_client, KEYS).get(key("RAW-1")) is not None

@@ -1,7 +1,8 @@
 """`invoicer dlq`: list, show, requeue, discard and export dead letters.
 
 The operator's side of `worker.dlq.DeadLetters`: this module parses
-options, validates a corrected payload, renders tables and picks exit codes.
+options, validates a corrected payload and picks exit codes; `dlq_view`
+draws the entries.
 What requeue and discard do to the ledger (never a duplicate invoice, an
 in-doubt invoice looked up before any create) is `DeadLetters`' contract,
 not decided here.
@@ -17,18 +18,20 @@ from typing import Annotated, TextIO, TypeVar
 
 import redis.asyncio as aioredis
 import typer
-from pydantic import ValidationError
-from rich.table import Table
 
 from jobs.models import Invoice
+from jobs.sources import Record, RecordError, parse_json, read_objects
 from worker.cli import common
+from worker.cli.dlq_view import compact_payload, entry_dict, print_entry, print_list
 from worker.dead_letter import DeadLetter
 from worker.dlq import DeadLetters
+from worker.dlq_export import MixedSources, SourceExport
 from worker.enqueue import EnqueueOutcome
 from worker.keys import Keys
 from worker.ledger import Ledger
-from worker.report import iso_ms, write_atomically
+from worker.report import write_atomically
 from worker.settings import Settings
+from worker.status import UnknownBatch
 
 T = TypeVar("T")
 
@@ -47,10 +50,16 @@ def register(app: typer.Typer) -> None:
 
 
 async def _with_dlq(
-    s: Settings, use: Callable[[DeadLetters, aioredis.Redis, Keys], Awaitable[T]]
+    s: Settings,
+    use: Callable[[DeadLetters, aioredis.Redis, Keys], Awaitable[T]],
+    *,
+    batch: str | None = None,
 ) -> T:
+    """`use` on the dead letters of `s`'s Redis; an unknown `batch` exits 2 (as in status)."""
     async with common.redis_client(s) as redis:
         keys = common.keys(s)
+        if batch is not None and not await redis.exists(keys.batch(batch)):
+            common.fail(str(UnknownBatch(batch)))
         return await use(DeadLetters(redis, keys), redis, keys)
 
 
@@ -70,24 +79,12 @@ def list_(
     """List dead letters, newest first."""
     s = _settings(quiet=as_json)
     entries = common.run(
-        _with_dlq(s, lambda d, _r, _k: d.list(batch=batch, reason=reason, limit=limit))
+        _with_dlq(s, lambda d, _r, _k: d.list(batch=batch, reason=reason, limit=limit), batch=batch)
     )
     if as_json:
         typer.echo(json.dumps([entry_dict(e) for e in entries]))
         return
-    table = Table(title=f"dead letters ({len(entries)} shown)", title_justify="left")
-    for name in ("key", "reason", "status/code", "message", "attempts", "last"):
-        table.add_column(name, overflow="fold", no_wrap=name in ("key", "last"))
-    for e in entries:
-        table.add_row(
-            e.invoice_key,
-            e.reason,
-            _status_code(e),
-            e.message,
-            str(e.attempts),
-            iso_ms(e.last_at_ms),
-        )
-    common.out.print(table)
+    print_list(common.out, entries, limit=limit)
 
 
 @dlq_app.command("show")
@@ -99,7 +96,7 @@ def show(
         typer.Option("--payload-only", help="Print only the invoice JSON, to edit for --payload."),
     ] = False,
 ) -> None:
-    """Everything about one dead letter: error, field errors, payload, history."""
+    """Everything about one dead letter: error, field errors, what was written, payload, history."""
     s = _settings(quiet=as_json or payload_only)
 
     async def read(
@@ -118,7 +115,7 @@ def show(
     if as_json:
         typer.echo(json.dumps({**entry_dict(entry), "history": history}, default=str))
         return
-    _print_entry(entry, history)
+    print_entry(common.out, entry, history)
 
 
 @dlq_app.command("requeue")
@@ -142,7 +139,9 @@ def requeue(
         raise typer.Exit(
             common.run(_with_dlq(s, lambda d, _r, _k: _requeue_one(d, key, corrected)))
         )
-    outcomes = common.run(_with_dlq(s, lambda d, _r, _k: d.requeue_many(batch=batch, all=all_)))
+    outcomes = common.run(
+        _with_dlq(s, lambda d, _r, _k: d.requeue_many(batch=batch, all=all_), batch=batch)
+    )
     summary = ", ".join(f"{n} {o.value}" for o, n in outcomes.items() if n) or "nothing to requeue"
     common.out.print(f"requeued: {summary}", highlight=False)
     failed = any(outcomes.get(o, 0) for o in _FAILED_OUTCOMES)
@@ -161,6 +160,14 @@ def discard(key: Annotated[str, typer.Argument(help="Invoice key of the dead let
 @dlq_app.command("export")
 def export(
     csv_format: Annotated[bool, typer.Option("--csv", help="CSV (the only format).")] = True,
+    source: Annotated[
+        bool,
+        typer.Option(
+            "--source",
+            help="The rows of the records refused at enqueue, in their input format, to fix "
+            "and enqueue again (instead of the list).",
+        ),
+    ] = False,
     out: Annotated[
         Path | None,
         typer.Option(help="File to write; default stdout.", callback=common.output_path),
@@ -168,32 +175,63 @@ def export(
     batch: Annotated[str | None, typer.Option(help="Only this batch.")] = None,
     reason: Annotated[str | None, typer.Option(help="Only this reason.")] = None,
 ) -> None:
-    """Export dead letters as CSV (formula-safe for spreadsheets)."""
+    """Export dead letters as CSV (formula-safe for spreadsheets), or with --source the
+    rows the user wrote (CSV with its header, or JSONL), in line order."""
     s = _settings(quiet=out is None)
 
-    async def write(fh: TextIO) -> int:
-        return await _with_dlq(s, lambda d, _r, _k: d.export_csv(fh, batch=batch, reason=reason))
+    async def write(fh: TextIO) -> int | SourceExport:
+        def go(d: DeadLetters, _r: aioredis.Redis, _k: Keys) -> Awaitable[int | SourceExport]:
+            if source:
+                return d.export_source(fh, batch=batch, reason=reason)
+            return d.export_csv(fh, batch=batch, reason=reason)
 
-    if out is None:
-        rows = common.run(write(sys.stdout))
-    else:
-        rows = write_atomically(out, lambda fh: common.run(write(fh)))
-    common.err.print(f"exported {rows} dead letters", highlight=False)
+        return await _with_dlq(s, go, batch=batch)
+
+    try:
+        if out is None or str(out) == "-":
+            done = common.run(write(sys.stdout))
+        else:
+            done = write_atomically(out, lambda fh: common.run(write(fh)))
+    except MixedSources as exc:
+        common.fail(str(exc))
+    if isinstance(done, int):
+        common.err.print(f"exported {done} dead letters", highlight=False)
+        return
+    common.err.print(
+        f"exported the {done.rows} rows of {done.records} records refused at enqueue"
+        + (
+            f"; {done.without_source} dead letters hold no rows (see dlq list)"
+            if done.without_source
+            else ""
+        ),
+        highlight=False,
+    )
 
 
 def load_payload(path: Path) -> Invoice:
-    """The corrected invoice in FILE, or exit 2 listing what is wrong with it."""
+    """The corrected invoice in FILE, or exit 2 listing what is wrong with it.
+
+    Read as a JSONL file's one line would be (`jobs.sources.read_objects`):
+    the same paths (`lines[0].quantity`) and plain words as for a file.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         common.fail(f"{path}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        common.fail(f"{path}: not UTF-8 text")
     try:
-        return Invoice.model_validate_json(text)
-    except ValidationError as exc:
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"]) or "(file)"
-            common.err.print(f"  {where}: {error['msg']}", highlight=False, markup=False)
-        common.fail(f"{path}: not a valid invoice ({exc.error_count()} field errors above)")
+        body = parse_json(text)
+    except ValueError as exc:
+        common.fail(f"{path}: not valid JSON: {exc}")
+    items = list(read_objects([body]))
+    if len(items) == 1 and isinstance(items[0], Record):
+        return items[0].invoice
+    problems = [item for item in items if isinstance(item, RecordError)]
+    for problem in problems:
+        where = problem.field or "(invoice)"
+        common.err.print(f"  {where}: {problem.message}", highlight=False, markup=False)
+    common.fail(f"{path}: not a valid invoice ({len(problems)} problems above)")
 
 
 async def _requeue_one(d: DeadLetters, key: str, corrected: Invoice | None) -> int:
@@ -222,72 +260,3 @@ _OUTCOME_TEXT = {
     EnqueueOutcome.ALREADY_CREATED: "already created at the provider; stale dead letter dropped",
     EnqueueOutcome.CONFLICT: "conflict: the invoice is active with other content; not requeued",
 }
-
-
-def entry_dict(e: DeadLetter) -> dict[str, object]:
-    """A dead letter as JSON-ready data (stable names; payload parsed)."""
-    return {
-        "invoice_key": e.invoice_key,
-        "provider": e.provider.value,
-        "number": e.number,
-        "batch": e.batch,
-        "reason": e.reason,
-        "kind": e.kind,
-        "status": e.status,
-        "code": e.code,
-        "message": e.message,
-        "field_errors": [{"field": f.field, "message": f.message} for f in e.field_errors],
-        "attempts": e.attempts,
-        "first_at": iso_ms(e.first_at_ms),
-        "last_at": iso_ms(e.last_at_ms),
-        "payload": _parsed(e.payload),
-    }
-
-
-def compact_payload(payload: str) -> object:
-    """The stored invoice without fields left at their defaults: what a person reads.
-
-    Still a valid invoice for `requeue --payload` (defaults come back on load).
-    """
-    try:
-        return Invoice.model_validate_json(payload).model_dump(mode="json", exclude_defaults=True)
-    except ValidationError:
-        return _parsed(payload)
-
-
-def _parsed(payload: str) -> object:
-    try:
-        return json.loads(payload)
-    except ValueError:
-        return payload
-
-
-def _status_code(e: DeadLetter) -> str:
-    status = "" if e.status is None else str(e.status)
-    return status + ("" if e.code is None else f"/{e.code}")
-
-
-def _print_entry(e: DeadLetter, history: list[dict[str, object]]) -> None:
-    p = common.out.print
-    p(f"[bold]{e.invoice_key}[/]  batch {e.batch}  reason [red]{e.reason}[/]", highlight=False)
-    p(f"error: {e.kind} {_status_code(e)}: {e.message}", highlight=False, markup=False)
-    p(f"attempts: {e.attempts}  first {iso_ms(e.first_at_ms)}  last {iso_ms(e.last_at_ms)}")
-    if e.field_errors:
-        p("field errors:")
-        for f in e.field_errors:
-            p(f"  {f.field}: {f.message}", highlight=False, markup=False)
-    p("payload (defaults left out; edit it with --payload-only):")
-    common.out.print_json(json.dumps(compact_payload(e.payload)))
-    if history:
-        table = Table(title="history", title_justify="left")
-        for name in ("at", "event", "state", "detail"):
-            table.add_column(name, overflow="fold")
-        for h in history:
-            at = h.get("at_ms")
-            table.add_row(
-                iso_ms(int(at)) if isinstance(at, int | float) else "",
-                str(h.get("event", "")),
-                str(h.get("state", "")),
-                str(h.get("detail", "") or ""),
-            )
-        p(table)

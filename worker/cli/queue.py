@@ -7,7 +7,8 @@ file would otherwise load for nothing.
 
 from __future__ import annotations
 
-import json
+import sys
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -73,7 +74,7 @@ def enqueue(
         # same command again is safe (enqueueing is idempotent).
         common.fail(f"{file}: {exc}; run the same command again to finish", common.EXIT_SOME_FAILED)
     if as_json:
-        common.out.print_json(json.dumps(report.as_dict()))
+        report.write_json(sys.stdout)  # plain JSON, streamed: rich would pretty-print 80,000 rows
     else:
         _print_report(report)
     raise typer.Exit(common.EXIT_OK if report.ok else common.EXIT_SOME_FAILED)
@@ -132,20 +133,52 @@ async def _enqueue(
 
 
 def _print_report(report: EnqueueReport) -> None:
+    """The counts (they add up to the records read), then one plain line per problem."""
     out = common.out
-    out.print(f"batch [bold]{report.batch_id}[/bold] ({report.provider.value})")
-    out.print(f"  accepted         {report.accepted:>8,}")
-    if report.superseded:
-        out.print(f"    of which replacing dead letters {report.superseded:,}")
-    out.print(f"  already queued   {report.duplicates:>8,}")
-    out.print(f"  already created  {report.already_created:>8,}  (skipped)")
-    out.print(f"  conflicts        {len(report.conflicts):>8,}")
-    out.print(f"  invalid          {len(report.invalid):>8,}")
-    for line, number, message in report.conflicts:
-        out.print(f"  [yellow]conflict[/yellow] line {line} {number}: {message}", highlight=False)
-    for error in report.invalid:
-        out.print(f"  [red]invalid[/red] {error}", highlight=False)
-    out.print(f"watch it: invoicer status --batch {report.batch_id} --watch")
+    out.print(f"batch [bold]{report.batch_id}[/bold] ({report.provider.value})", highlight=False)
+    rows = [
+        ("records read", report.records, ""),
+        ("accepted", report.accepted, _replacing(report)),
+        ("already queued", report.duplicates, "same content: nothing to do"),
+        ("already created", report.already_created, "skipped"),
+        ("conflicts", len(report.conflicts), "same number, other content: not queued"),
+        ("invalid", report.invalid_records, _problems(report)),
+    ]
+    for label, count, note in rows:
+        out.print(f"  {label:<16}{count:>9,}  {note}".rstrip(), highlight=False)
+    # Plain writes, not one rich print per line: a file with 80,000 bad rows
+    # must print in a second, not in a minute.
+    lines = (
+        f"  conflict line {line} {number}: {message}" for line, number, message in report.conflicts
+    )
+    _write_lines(lines)
+    _write_lines(f"  invalid {error}" for error in report.invalid)
+    out.print(f"watch it: invoicer status --batch {report.batch_id} --watch", highlight=False)
+
+
+def _replacing(report: EnqueueReport) -> str:
+    return f"{report.superseded:,} of them replacing dead letters" if report.superseded else ""
+
+
+def _problems(report: EnqueueReport) -> str:
+    problems = len(report.invalid)
+    if not problems:
+        return ""
+    parked = f"{report.invalid_dead_lettered:,} dead-lettered"
+    return f"{problems:,} problem{'s' if problems != 1 else ''} below; {parked}"
+
+
+def _write_lines(lines: Iterable[str], per_write: int = 1000) -> None:
+    out = common.out.file
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= per_write:
+            out.write("\n".join(batch) + "\n")
+            batch = []
+    if batch:
+        out.write("\n".join(batch) + "\n")
+    out.flush()
 
 
 def worker(

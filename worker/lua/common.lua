@@ -34,14 +34,18 @@ end
 
 -- Counters per batch, over everything, and per provider account (the
 -- invoice key up to its last colon: `maast`, `maast@eu`).
-local function count(batch, state, delta, ik)
-  redis.call('HINCRBY', key(E.batch, batch), state, delta)
+local function count_totals(state, delta, ik)
   redis.call('HINCRBY', E.totals, state, delta)
   redis.call('HINCRBY', key(E.account_totals, string.match(ik, '^(.*):')), state, delta)
 end
 
--- A record joins or leaves a batch: the member set, its state counter and
--- `total` move together, so sum(states) == total == ZCARD(members) always.
+local function count(batch, state, delta, ik)
+  redis.call('HINCRBY', key(E.batch, batch), state, delta)
+  count_totals(state, delta, ik)
+end
+
+-- A record joins a batch: the member set, its state counter and `total`
+-- move together, so sum(states) == total == ZCARD(members) always.
 local function join(batch, state, ik)
   count(batch, state, 1, ik)
   count(batch, 'total', 1, ik)
@@ -51,10 +55,23 @@ local function join(batch, state, ik)
   redis.call('ZADD', key(E.members, batch), seq, ik)
 end
 
-local function leave(batch, state, ik)
-  count(batch, state, -1, ik)
-  count(batch, 'total', -1, ik)
-  redis.call('ZREM', key(E.members, batch), ik)
+-- A record in `state` moves to `to` in `batch`. From another batch (a
+-- corrected copy enqueued later, a record parked again), the earlier batch
+-- keeps it as history: still a member, counted as `superseded` there, its
+-- total unchanged (there, sum(states) + superseded == total == ZCARD(members)).
+-- The overall and per-account totals count each invoice once, as it is now.
+local function take_over(old_batch, batch, state, to, ik)
+  if old_batch == batch then
+    count(batch, state, -1, ik)
+    count(batch, to, 1, ik)
+    return
+  end
+  local old = key(E.batch, old_batch)
+  redis.call('HINCRBY', old, state, -1)
+  redis.call('HINCRBY', old, 'superseded', 1)
+  count_totals(state, -1, ik)
+  count_totals('total', -1, ik) -- join counts it in again
+  join(batch, to, ik)
 end
 
 local function event(ik, name, state, detail)

@@ -43,11 +43,12 @@ local function enqueue_one(ik, fp, payload, number, send)
   local old_fp, old_batch, gen, dlq = cur[1], cur[2], tonumber(cur[3]), cur[4]
 
   if state == 'rejected' or state == 'discarded' then
-    -- Superseded: the record joins this batch as a new generation, fresh budget.
-    leave(old_batch, state, ik)
+    -- Superseded: the record joins this batch as a new generation, fresh
+    -- budget; an earlier batch keeps it as history (common.lua, take_over).
+    take_over(old_batch, batch, state, 'queued', ik)
     redis.call('HSET', rec, 'batch', batch, 'state', 'queued', 'failures', 0)
     redis.call('HDEL', rec, 'error', 'send_started', 'receipt')
-    join(batch, 'queued', ik)
+    if old_batch ~= batch then redis.call('HSET', rec, 'supersedes', old_batch) end
     drop_dead_letter()
     new_generation(gen + 1)
     event(ik, mode == 'requeue' and 'requeued' or 'superseded', 'queued', state)

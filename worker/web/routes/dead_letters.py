@@ -12,7 +12,7 @@ from worker.dead_letter import DeadLetter
 from worker.dlq import DeadLetters
 from worker.enqueue import EnqueueOutcome
 from worker.intake import Intake
-from worker.report import iso_ms
+from worker.times import iso_ms
 from worker.web.auth import ADMIN, READER
 from worker.web.context import Context
 from worker.web.errors import ApiError
