@@ -198,6 +198,11 @@ class Keys:
         """Sorted set: finished invoice events scored by time, for rates and ETA."""
         return f"{self.prefix}throughput:{provider.value}"
 
+    def account_throughput(self, who: str) -> str:
+        """Sorted set: one provider account's finished invoice events of the last two
+        minutes, scored by time (its own rate); `who` as for `account_totals`."""
+        return f"{self.prefix}account-throughput:{who}"
+
     def webhook_batches(self) -> str:
         """Set: batches with a callback URL whose completion is not yet announced."""
         return f"{self.prefix}webhooks:batches"

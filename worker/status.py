@@ -1,11 +1,15 @@
 """What `invoicer status` and the dashboard show: one consistent read of the counters.
 
 Owns the read side of the operator view: per-state counts (everything, or one
-batch), queue depth per provider (due now vs deferred), pause state, the
-dead-letter count, the finish rate over the last minute and the ETA. It reads
-only counters and indexes the ledger maintains (`keys.totals()`,
-`keys.batch(...)`, queue and throughput sorted sets): never a `KEYS` scan,
-never a per-invoice read, so it costs the same for 10 or 100,000 invoices.
+batch), and per provider account what remains, the queue depth (due now vs
+deferred), the pause state, the finish rate over the last minute and the ETA
+at that rate; the dead-letter count; an ETA for everything (the slowest
+account's: they run side by side) or for one batch (at its account's rate).
+Rates are never mixed across accounts: 12,500 Stax invoices are not timed at
+Maast's speed. It reads only counters and indexes the ledger maintains
+(`keys.totals()`, `keys.batch(...)`, per-account totals, queues, per-minute
+counters): never a `KEYS` scan, never a per-invoice read, so it costs the
+same for 10 or 100,000 invoices.
 It must not write anything and must not render: `worker/cli/status.py` draws
 the snapshot, the dashboard serves `as_dict()`.
 """
@@ -19,16 +23,29 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from jobs.models import Provider
+from worker.account_status import (
+    PENDING_STATES,
+    ProviderStatus,
+    eta,
+    provider_status,
+    read_account_counts,
+)
 from worker.keys import Keys, account_name
 from worker.ledger import State
-from worker.pauses import pause_state
 from worker.replies import decoded
 
-RATE_WINDOW_S = 60
+RATE_WINDOW_MS = 60_000
 """The rate is counted over this window: finished invoices in the last minute."""
 
-PENDING_STATES = (State.QUEUED, State.SENDING, State.IN_DOUBT)
-"""States whose invoices still need work; the ETA is how long they will take."""
+__all__ = [
+    "PENDING_STATES",
+    "BatchInfo",
+    "ProviderStatus",
+    "StatusSnapshot",
+    "UnknownBatch",
+    "read_account_counts",
+    "read_status",
+]
 
 
 class UnknownBatch(LookupError):
@@ -40,40 +57,6 @@ class UnknownBatch(LookupError):
 
 
 @dataclass(frozen=True)
-class ProviderStatus:
-    """One provider queue: how deep, whether paused, how fast it finishes invoices."""
-
-    provider: Provider
-    account: str
-    due: int
-    """Jobs whose run time has come: a worker takes them as soon as it is free."""
-    deferred: int
-    """Jobs waiting for a backoff or a rate-limit deferral to expire."""
-    finished_last_minute: int
-    paused_reason: str | None = None
-    paused_until_ms: int | None = None
-    """`None` with a reason: paused until an operator runs `invoicer resume`."""
-
-    @property
-    def paused(self) -> bool:
-        """Whether workers currently hold off this provider account."""
-        return self.paused_reason is not None
-
-    def as_dict(self) -> dict[str, object]:
-        """Stable JSON shape (documented in docs/operations.md)."""
-        return {
-            "provider": self.provider.value,
-            "account": self.account,
-            "queue_due": self.due,
-            "queue_deferred": self.deferred,
-            "finished_last_minute": self.finished_last_minute,
-            "paused": self.paused,
-            "paused_reason": self.paused_reason,
-            "paused_until_ms": self.paused_until_ms,
-        }
-
-
-@dataclass(frozen=True)
 class BatchInfo:
     """The batch a snapshot is restricted to."""
 
@@ -81,6 +64,9 @@ class BatchInfo:
     name: str | None
     provider: str | None
     created_at_ms: int | None
+    account: str = "default"
+    superseded: int = 0
+    """Members a later batch took over (history here; counted in `total`)."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +79,8 @@ class StatusSnapshot:
     providers: list[ProviderStatus]
     dead_letters: int
     rate_per_minute: float
-    """Invoices finished (created, sent or rejected) in the last minute."""
+    """Invoices finished (created, sent or rejected) in the last minute: of every
+    account shown, or of the batch's account."""
     batch: BatchInfo | None = None
     refused_jobs: int = 0
     """Entries of the refused-jobs list (`worker.refused`): jobs no worker may run."""
@@ -105,12 +92,43 @@ class StatusSnapshot:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds until `remaining` reaches zero at the current rate; `None` if idle."""
+        """Seconds until `remaining` reaches zero; `None` when it cannot be told.
+
+        A batch: at its account's rate (exact while it is the only batch
+        there, an upper bound otherwise), `None` while that account is paused.
+        Everything: the slowest account's ETA (they run side by side),
+        `None` when an account with work left is paused or stalled.
+        """
         if self.remaining == 0:
             return 0.0
-        if self.rate_per_minute <= 0:
+        if self.batch is not None:
+            row = self.batch_row
+            paused = row is not None and row.paused
+            return eta(self.remaining, self.rate_per_minute, paused=paused)
+        etas = [p.eta_s for p in self.providers if p.remaining]
+        if not etas or any(eta is None for eta in etas):
             return None
-        return self.remaining / (self.rate_per_minute / 60.0)
+        return max(eta for eta in etas if eta is not None)
+
+    @property
+    def batch_row(self) -> ProviderStatus | None:
+        """The provider account the batch goes to (with `batch`)."""
+        if self.batch is None:
+            return None
+        return next(
+            (
+                p
+                for p in self.providers
+                if p.provider.value == self.batch.provider and p.account == self.batch.account
+            ),
+            None,
+        )
+
+    @property
+    def held_up(self) -> list[ProviderStatus]:
+        """Accounts with work left and no ETA: paused, or nothing finished lately."""
+        rows = self.providers if self.batch is None else [r for r in [self.batch_row] if r]
+        return [p for p in rows if p.remaining and p.eta_s is None]
 
     def as_dict(self) -> dict[str, object]:
         """One JSON object with stable field names (documented in docs/operations.md)."""
@@ -123,7 +141,9 @@ class StatusSnapshot:
                 "id": batch.batch_id,
                 "name": batch.name,
                 "provider": batch.provider,
+                "account": batch.account,
                 "created_at_ms": batch.created_at_ms,
+                "superseded": batch.superseded,
             },
             "counts": {state.value: self.counts[state] for state in State},
             "total": self.total,
@@ -145,10 +165,12 @@ async def read_status(
     accounts: Mapping[Provider, str],
     now_ms: int | None = None,
 ) -> StatusSnapshot:
-    """Read one snapshot: counts of everything (or of `batch`), queues, pauses, rate.
+    """Read one snapshot: counts of everything (or of `batch`), each provider
+    account's queue, remaining work, pause and rate.
 
-    The counters and queue sizes come from one pipelined round trip; pause
-    states are read through `worker.pauses.pause_state`, which owns their format.
+    The counters, queue sizes and rates come from one pipelined round trip;
+    pause states are read through `worker.pauses.pause_state`, which owns
+    their format.
 
     Raises:
         UnknownBatch: `batch` is given and no such batch exists.
@@ -160,16 +182,18 @@ async def read_status(
     pipe.zcard(keys.dead_letters())
     pipe.llen(keys.refused_jobs())
     for p in providers:
+        who = account_name(p, accounts.get(p, "default"))
         pipe.zcard(keys.queue(p))
         pipe.zcount(keys.queue(p), "-inf", now)
-        pipe.zcount(keys.throughput(p), now - RATE_WINDOW_S * 1000, "+inf")
+        pipe.zcount(keys.account_throughput(who), now - RATE_WINDOW_MS, "+inf")
+        pipe.hgetall(keys.account_totals(who))
     raw_counters, dead, refused, *per_provider = await pipe.execute()
     counters = decoded(raw_counters)
     if batch is not None and not counters:
         raise UnknownBatch(batch)
     statuses = [
-        await _provider_status(
-            redis, keys, p, accounts.get(p, "default"), *per_provider[3 * i : 3 * i + 3]
+        await provider_status(
+            redis, keys, p, accounts.get(p, "default"), *per_provider[4 * i : 4 * i + 4]
         )
         for i, p in enumerate(providers)
     ]
@@ -186,33 +210,14 @@ async def read_status(
     )
 
 
-async def _provider_status(
-    redis: aioredis.Redis,
-    keys: Keys,
-    provider: Provider,
-    account: str,
-    queued: int,
-    due: int,
-    finished: int,
-) -> ProviderStatus:
-    pause = await pause_state(redis, keys, provider, account)
-    return ProviderStatus(
-        provider=provider,
-        account=account,
-        due=int(due),
-        deferred=max(0, int(queued) - int(due)),
-        finished_last_minute=int(finished),
-        paused_reason=None if pause is None else pause.reason,
-        paused_until_ms=None if pause is None else pause.until_ms,
-    )
-
-
 def _rate(statuses: Sequence[ProviderStatus], batch: BatchInfo | None) -> float:
-    # Throughput is recorded per provider, not per batch: a batch's rate is
-    # its provider's rate, which is exact while it is the only batch running
-    # there and an upper bound otherwise.
-    if batch is not None and batch.provider is not None:
-        statuses = [s for s in statuses if s.provider.value == batch.provider]
+    # Rates are counted per provider account, not per batch: a batch's rate
+    # is its account's, exact while it is the only batch running there and
+    # an upper bound otherwise.
+    if batch is not None:
+        statuses = [
+            s for s in statuses if s.provider.value == batch.provider and s.account == batch.account
+        ]
     return float(sum(s.finished_last_minute for s in statuses))
 
 
@@ -229,6 +234,8 @@ def _batch_info(batch: str, counters: Mapping[str, str]) -> BatchInfo:
         name=counters.get("name"),
         provider=counters.get("provider"),
         created_at_ms=None if created is None else _int(created),
+        account=counters.get("account") or "default",
+        superseded=_int(counters.get("superseded")),
     )
 
 
@@ -236,23 +243,3 @@ def _int(value: str | None) -> int:
     # Counters are written by Lua HINCRBY, so they are integers; a missing
     # field is a state nothing has reached yet.
     return 0 if value is None else int(value)
-
-
-async def read_account_counts(
-    redis: aioredis.Redis, keys: Keys, accounts: Mapping[Provider, str]
-) -> dict[Provider, dict[State, int]]:
-    """Per-state counts of each provider account's invoices, in one round trip.
-
-    The ledger's scripts keep these counters beside the batch and global
-    ones (`Keys.account_totals`), so in flight and in doubt per provider
-    cost one read, whatever the number of invoices.
-    """
-    providers = list(accounts)
-    async with redis.pipeline(transaction=False) as pipe:
-        for p in providers:
-            pipe.hgetall(keys.account_totals(account_name(p, accounts[p])))
-        replies = await pipe.execute()
-    return {
-        p: {state: max(0, _int(decoded(raw).get(state.value))) for state in State}
-        for p, raw in zip(providers, replies, strict=True)
-    }

@@ -244,3 +244,69 @@ def test_format_eta() -> None:
     assert status_cli.format_eta(12.4) == "12s"
     assert status_cli.format_eta(250) == "4m10s"
     assert status_cli.format_eta(3720) == "1h02m"
+
+
+async def finish(redis: aioredis.Redis, provider: Provider, numbers: list[str]) -> None:
+    ledger = Ledger(redis, KEYS)
+    for number in numbers:
+        held = await hold(ledger, provider, number)
+        await held.mark_sending()
+        await held.mark_created(receipt(provider, number))
+
+
+async def test_each_provider_is_timed_at_its_own_rate(redis_client: aioredis.Redis) -> None:
+    # 6 Maast invoices, 4 finished this minute; 30 Stax invoices, none finished.
+    await enqueue(redis_client, [f"M{i}" for i in range(6)])
+    await enqueue(redis_client, [f"S{i}" for i in range(30)], Provider.STAX)
+    await finish(redis_client, Provider.MAAST, ["M0", "M1", "M2", "M3"])
+
+    snap = await snapshot(redis_client, None)
+
+    maast, stax = snap.providers
+    assert (maast.remaining, maast.finished_last_minute) == (2, 4)
+    assert maast.eta_s == pytest.approx(30.0)  # 2 left at 4/min: Maast's rate only
+    assert (stax.remaining, stax.finished_last_minute, stax.eta_s) == (30, 0, None)
+    # Not 32 invoices at Maast's 4/min (8 min): Stax has not moved, nobody can tell.
+    assert snap.eta_s is None and snap.held_up == [stax]
+    assert snap.as_dict()["providers"][1]["eta_s"] is None
+    await finish(redis_client, Provider.STAX, ["S0", "S1", "S2"])
+    moving = await snapshot(redis_client, None)
+    # Side by side: the slowest account's ETA (27 left at 3/min = 9 min).
+    assert moving.eta_s == pytest.approx(540.0)
+
+
+async def test_each_account_of_a_provider_has_its_own_rate(redis_client: aioredis.Redis) -> None:
+    eu = [Record(line=2, invoice=invoice("EU-1")), Record(line=3, invoice=invoice("EU-2"))]
+    await enqueue_records(redis_client, KEYS, eu, provider=Provider.MAAST, account="eu")
+    await enqueue(redis_client, ["D1", "D2"])
+    await finish(redis_client, Provider.MAAST, ["D1", "D2"])
+
+    only_eu = await read_status(
+        redis_client,
+        KEYS,
+        batch=None,
+        providers=[Provider.MAAST],
+        accounts={Provider.MAAST: "eu"},
+    )
+
+    (row,) = only_eu.providers
+    assert (row.account, row.remaining, row.finished_last_minute, row.eta_s) == ("eu", 2, 0, None)
+
+
+async def test_a_paused_account_shows_no_eta(redis_client: aioredis.Redis) -> None:
+    batch = await enqueue(redis_client, [f"P{i}" for i in range(4)], Provider.STAX)
+    await finish(redis_client, Provider.STAX, ["P0", "P1"])
+    await pause_provider(redis_client, KEYS, Provider.STAX, "default", "401: key refused")
+
+    snap = await snapshot(redis_client, batch)
+
+    stax = snap.providers[1]
+    assert stax.paused and stax.finished_last_minute == 2 and stax.eta_s is None
+    assert snap.eta_s is None and snap.held_up == [stax]
+    view = status_cli._summary(snap).plain
+    assert "ETA - (stax paused)" in view
+
+
+async def test_an_empty_redis_never_reads_as_done(redis_client: aioredis.Redis) -> None:
+    view = status_cli._summary(await snapshot(redis_client, None)).plain
+    assert "nothing enqueued here yet" in view and "done" not in view

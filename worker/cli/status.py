@@ -19,16 +19,20 @@ from typing import Annotated, TextIO
 import redis.asyncio as aioredis
 import typer
 from redis.exceptions import ConnectionError as RedisConnectionError
+from rich import box
 from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from jobs.models import Provider
 from worker.cli import common
+from worker.keys import account_name
 from worker.ledger import State
-from worker.report import iso_ms, write_atomically, write_report
+from worker.report import write_atomically, write_report
 from worker.settings import Settings
-from worker.status import StatusSnapshot, UnknownBatch, read_status
+from worker.status import ProviderStatus, StatusSnapshot, UnknownBatch, read_status
+from worker.times import local_ms
 
 REFRESH_S = 1.0
 
@@ -147,63 +151,96 @@ def _print(snap: StatusSnapshot, *, as_json: bool) -> None:
 
 
 def render(snap: StatusSnapshot) -> RenderableType:
-    """The status view: states, providers and a summary line."""
-    return Group(_states_table(snap), _providers_table(snap), _summary(snap))
+    """The status view: a heading, the states, the provider accounts, a summary line.
+
+    Sized for 80 columns and up: the states run across (one column each), the
+    heading is a line of its own (a table title would wrap to the table's
+    width), and no table is wider than the terminal.
+    """
+    return Group(_heading(snap), _states_table(snap), _providers_table(snap), _summary(snap))
+
+
+def _heading(snap: StatusSnapshot) -> Text:
+    if snap.batch is None:
+        heading = Text("all invoices", style="bold")
+    else:
+        b = snap.batch
+        heading = Text(f"batch {b.batch_id}", style="bold")
+        if b.name and b.name != b.batch_id:
+            heading += f" ({b.name})"
+        if b.provider:
+            heading += f" for {b.provider}" + ("" if b.account == "default" else f"@{b.account}")
+        if b.created_at_ms is not None:
+            heading += f", created {local_ms(b.created_at_ms)}"
+    return heading
 
 
 def _states_table(snap: StatusSnapshot) -> Table:
-    title = "all invoices"
-    if snap.batch is not None:
-        b = snap.batch
-        title = f"batch {b.batch_id}" + (f" ({b.name})" if b.name else "")
-        if b.created_at_ms is not None:
-            title += f", created {iso_ms(b.created_at_ms)}"
-    table = Table(title=title, title_justify="left")
-    table.add_column("state")
-    table.add_column("invoices", justify="right")
-    table.add_column("share", justify="right")
-    for state in State:
-        count = snap.counts[state]
-        share = f"{100 * count / snap.total:.1f}%" if snap.total else "-"
-        table.add_row(f"[{_STATE_STYLE[state]}]{state.value}[/]", str(count), share)
-    table.add_row("[bold]total[/]", f"[bold]{snap.total}[/]", "")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    columns: list[tuple[str, int, str]] = [
+        (state.value, snap.counts[state], _STATE_STYLE[state]) for state in State
+    ]
+    if snap.batch is not None and snap.batch.superseded:
+        columns.append(("superseded", snap.batch.superseded, "dim"))
+    columns.append(("total", snap.total, "bold"))
+    for name, _, style in columns:
+        table.add_column(Text(name, style=style), justify="right")
+    table.add_row(*(f"{count:,}" for _, count, _ in columns))
+    if snap.total:
+        table.add_row(
+            *(f"{100 * count / snap.total:.0f}%" for _, count, _ in columns[:-1]), "", style="dim"
+        )
     return table
 
 
 def _providers_table(snap: StatusSnapshot) -> Table:
-    table = Table(title="providers", title_justify="left")
-    for name in ("provider", "account", "due", "deferred", "done/min", "paused"):
-        table.add_column(
-            name, justify="right" if name in ("due", "deferred", "done/min") else "left"
-        )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for name in ("provider", "remaining", "due", "deferred", "done/min", "ETA", "paused"):
+        table.add_column(name, justify="left" if name in ("provider", "paused") else "right")
     for p in snap.providers:
-        paused = "[green]no[/]"
+        paused = Text("no", style="green")
         if p.paused:
             until = (
                 "until resumed"
                 if p.paused_until_ms is None
-                else f"until {iso_ms(p.paused_until_ms)}"
+                else f"until {local_ms(p.paused_until_ms)}"
             )
-            paused = f"[red]yes[/]: {p.paused_reason} ({until})"
+            paused = Text("yes", style="red") + f": {p.paused_reason} ({until})"
         table.add_row(
-            p.provider.value,
-            p.account,
-            str(p.due),
-            str(p.deferred),
-            str(p.finished_last_minute),
+            account_name(p.provider, p.account),
+            f"{p.remaining:,}",
+            f"{p.due:,}",
+            f"{p.deferred:,}",
+            f"{p.finished_last_minute:,}",
+            "paused" if p.paused and p.remaining else format_eta(p.eta_s),
             paused,
         )
     return table
 
 
-def _summary(snap: StatusSnapshot) -> str:
-    line = (
-        f"remaining {snap.remaining}  ·  rate {snap.rate_per_minute:.0f}/min  ·  "
-        f"ETA {format_eta(snap.eta_s)}  ·  dead letters {snap.dead_letters}"
-    )
+def _summary(snap: StatusSnapshot) -> Text:
+    if snap.total == 0:
+        # Said plainly: an empty Redis is not "everything done".
+        line = Text("nothing enqueued here yet  ·  dead letters " + f"{snap.dead_letters:,}")
+    else:
+        eta = format_eta(snap.eta_s)
+        held = snap.held_up
+        if snap.eta_s is None and held:
+            eta += " (" + ", ".join(_held(p) for p in held) + ")"
+        line = Text(
+            f"remaining {snap.remaining:,}  ·  rate {snap.rate_per_minute:,.0f}/min  ·  "
+            f"ETA {eta}  ·  dead letters {snap.dead_letters:,}"
+        )
     if snap.refused_jobs:
-        line += f"  ·  [yellow]refused jobs {snap.refused_jobs}[/] (invoicer refused list)"
+        line += "  ·  "
+        line += Text(f"refused jobs {snap.refused_jobs:,}", style="yellow")
+        line += " (invoicer refused list)"
     return line
+
+
+def _held(p: ProviderStatus) -> str:
+    who = account_name(p.provider, p.account)
+    return f"{who} paused" if p.paused else f"{who}: no progress in the last minute"
 
 
 def format_eta(eta_s: float | None) -> str:

@@ -74,6 +74,7 @@ def script_env(keys: Keys) -> str:
         "duplicate": _template(keys.duplicate(_HOLE)),
         "queue": {p.value: keys.queue(p) for p in Provider},
         "throughput": {p.value: keys.throughput(p) for p in Provider},
+        "account_throughput": _template(keys.account_throughput(_HOLE)),
         "per_minute": {p.value: _template(keys.per_minute(p, _HOLE)) for p in Provider},
         "arq_job": ARQ_JOB,
         "arq_in_progress": ARQ_IN_PROGRESS,

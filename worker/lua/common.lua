@@ -80,11 +80,16 @@ local function event(ik, name, state, detail)
   redis.call('LTRIM', h, -50, -1)
 end
 
--- Finished invoices per provider over the last hour, for rates and ETAs.
+-- Finished invoices per provider over the last hour (rates, webhooks), and
+-- per provider account over the last two minutes: each account's own rate
+-- and ETA (worker.account_status), never another account's.
 local function finished(provider, ik, state)
   local tp = E.throughput[provider]
   redis.call('ZADD', tp, NOW, ik .. '|' .. state)
   redis.call('ZREMRANGEBYSCORE', tp, '-inf', NOW - 3600000)
+  local ta = key(E.account_throughput, string.match(ik, '^(.*):'))
+  redis.call('ZADD', ta, NOW, ik .. '|' .. state)
+  redis.call('ZREMRANGEBYSCORE', ta, '-inf', NOW - 120000)
 end
 
 -- Invoices created and rejected per provider and minute, kept two hours:
