@@ -87,11 +87,14 @@ async def run_workers(
     *,
     burst: bool = False,
     on_signal: Callable[[], None] | None = None,
-) -> None:
+) -> int:
     """Drain the queues of `providers` in this process until stopped (or empty, with `burst`).
 
     SIGINT and SIGTERM make them finish in-flight jobs and take no new ones;
     `on_signal` is told too (`invoicer demo --serve` then stops its dashboard).
+
+    Returns:
+        How many jobs this process ran (arq's count: complete, failed or retried).
     """
     protect(settings)
     setup_sentry(settings.sentry_dsn)
@@ -108,6 +111,7 @@ async def run_workers(
             await asyncio.gather(*w.tasks.values(), return_exceptions=True)
         await runtime.close()
         await pool.aclose()
+    return sum(w.jobs_complete + w.jobs_failed + w.jobs_retried for w in workers)
 
 
 def _worker(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 
 import pytest
 import redis.asyncio as aioredis
@@ -76,3 +78,35 @@ async def test_burst_drains_every_queue_with_a_key_and_exits_0(
     assert all(r is not None for r in records)
     for provider in Provider:
         assert await redis_client.zcard(KEYS.queue(provider)) == 0
+
+
+@pytest.mark.slow
+async def test_worker_says_what_it_serves_and_sums_up_a_burst(
+    redis_url: str, redis_client: aioredis.Redis, sandbox: SandboxClient, sandbox_url: str
+) -> None:
+    env = worker_env(redis_url, sandbox_url, STAX_RATE_PER_MINUTE="600")
+    await enqueue(env, [invoice(f"WS-M-{i:03d}") for i in range(4)], Provider.MAAST)
+    await enqueue(env, [invoice("WS-S-000")], Provider.STAX)
+
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "worker", "worker", "--burst"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    banner = [line for line in done.stderr.splitlines() if line.startswith("worker:")]
+    assert banner[0] == f"worker: draining maast at {sandbox_url} (no shared limit)"
+    limits = "600/min shared, pauses after 8 failed requests/min"
+    assert banner[1] == f"worker: draining stax at {sandbox_url} ({limits})"
+    assert "jobs in flight per queue" in banner[2] and "(--burst)" in banner[2]
+    assert "INVOICER_REDIS_URL" in banner[2] or "embedded" in banner[2]
+    summary = done.stdout.splitlines()
+    assert summary[0].startswith("burst done in ") and summary[0].endswith(
+        "5 jobs run by this worker"
+    )
+    assert "  maast: 4 created, 0 dead-lettered meanwhile (all workers); 0 left" in summary
+    assert "  stax: 1 created, 0 dead-lettered meanwhile (all workers); 0 left" in summary

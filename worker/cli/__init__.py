@@ -64,6 +64,12 @@ class _LazyGroup(TyperGroup):
             return None
         return _commands_of(module_name, self.rich_markup_mode).get(cmd_name)
 
+    def get_help_option(self, ctx: Context) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""  # `--help`, not `--help <bool>` (see _plain_flags)
+        return option
+
     def main(
         self,
         args: Sequence[str] | None = None,
@@ -106,12 +112,23 @@ def _commands_of(module_name: str, rich_markup_mode: MarkupMode) -> dict[str, Co
 
 
 def _guard(command: Command) -> None:
-    """Run `command` (and every subcommand of a group) through `common.guarded`."""
+    """Run `command` (and every subcommand of a group) through `common.guarded`,
+    and show its on/off flags without a type (`--burst`, not `--burst <bool>`)."""
     if command.callback is not None:
         command.callback = common.guarded(command.callback)
+    _plain_flags(command)
     if isinstance(command, TyperGroup):
         for sub in command.commands.values():
             _guard(sub)
+
+
+def _plain_flags(command: Command) -> None:
+    # Typer draws every option's type, `<bool>` for a flag that takes no
+    # value; an empty metavar draws nothing. `--help` is made on first use.
+    help_option = command.get_help_option(Context(command))
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
 
 
 def _no_options() -> None:

@@ -157,6 +157,11 @@ def with_redis_url(s: Settings, *, quiet: bool = False, create: bool = True) -> 
     return resolved
 
 
+def redis_in_use() -> str:
+    """Which Redis `with_redis_url` chose, in words (never with its password)."""
+    return _redis_in_use or "Redis"
+
+
 @asynccontextmanager
 async def redis_client(s: Settings) -> AsyncIterator[aioredis.Redis]:
     """A Redis client on the configured (or embedded) server; closed afterwards."""

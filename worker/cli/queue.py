@@ -8,6 +8,7 @@ file would otherwise load for nothing.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -19,7 +20,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from jobs.models import Provider
 from jobs.sources import Format, SourceError, format_of
 from worker import api
-from worker.cli import common
+from worker.cli import common, serving
 from worker.enqueue import EnqueueReport
 from worker.reader import IntakeFailed
 from worker.settings import Settings
@@ -203,6 +204,24 @@ def worker(
     if concurrency is not None:
         s = s.model_copy(update={"concurrency": concurrency})
     s = common.with_redis_url(s)
+    serving.print_lines(
+        common.err, serving.serving_lines(s, chosen, redis=common.redis_in_use(), burst=burst)
+    )
+    summary = common.run(_work(s, chosen, burst=burst))
+    if summary is not None:
+        serving.print_lines(common.out, summary.lines(s))
+
+
+async def _work(s: Settings, chosen: list[Provider], *, burst: bool) -> serving.BurstSummary | None:
+    """Run the workers; with `burst`, what they did (None otherwise)."""
     from worker.app import run_workers  # only this command needs arq
 
-    common.run(run_workers(s, chosen, burst=burst))
+    if not burst:
+        await run_workers(s, chosen)
+        return None
+    async with common.redis_client(s) as redis:
+        before = await serving.account_counts(redis, common.keys(s), s, chosen)
+        started = time.monotonic()
+        jobs = await run_workers(s, chosen, burst=True)
+        after = await serving.account_counts(redis, common.keys(s), s, chosen)
+    return serving.BurstSummary(time.monotonic() - started, jobs, before, after)
