@@ -11,7 +11,7 @@ from jobs.errors import ErrorInfo, FieldError
 from jobs.models import Provider
 from jobs.sources import Record, RecordError, Source
 from tests.worker.support import enqueue_records
-from tests.worker.test_ledger import KEYS, REJECTED, enqueue, make_invoice
+from tests.worker.test_ledger import KEYS, REJECTED, enqueue, hgetall, make_invoice
 from worker.dead_letter import entry_fields, source_from_json, source_to_json
 from worker.dlq import DeadLetters
 from worker.ledger import Ledger, State
@@ -113,7 +113,7 @@ async def test_a_number_refused_twice_in_one_file_is_one_entry_with_both_records
     assert entry.source is not None and [line for line, _ in entry.source.rows] == [2, 9]
     assert [f.field for f in entry.field_errors] == ["description", "invoice_number"]
     assert "line 2: description" in entry.message and "line 9: invoice_number" in entry.message
-    batch = await redis_client.hgetall(KEYS.batch(report.batch_id))
+    batch = await hgetall(redis_client, KEYS.batch(report.batch_id))
     assert (batch[b"rejected"], batch[b"queued"], batch[b"total"]) == (b"1", b"1", b"2")
 
 

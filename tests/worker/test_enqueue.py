@@ -107,7 +107,7 @@ async def test_rejected_invoice_is_superseded_into_the_new_batch(
     assert await redis_client.zcard(KEYS.dead_letters()) == 0
     # The first batch keeps it as history (item 11): a member, counted superseded.
     assert await redis_client.zcard(KEYS.batch_members(first.batch_id)) == 1
-    was = await redis_client.hgetall(KEYS.batch(first.batch_id))
+    was = await hgetall(redis_client, KEYS.batch(first.batch_id))
     assert (was[b"superseded"], was[b"rejected"], was[b"total"]) == (b"1", b"0", b"1")
     assert record.supersedes == first.batch_id
     assert await ledger.claim("maast:A", held.job_id) is None  # the old job is stale

@@ -21,7 +21,7 @@ from fastapi.responses import Response
 
 from jobs.models import Invoice
 from jobs.sources import parse_json
-from worker.cli.dlq import compact_payload
+from worker.cli.dlq_view import compact_payload
 from worker.dead_letter import DeadLetter
 from worker.dlq import DeadLetters
 from worker.enqueue import EnqueueOutcome

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from fastapi.templating import Jinja2Templates
 
 from worker.ledger import State
-from worker.report import iso_ms
+from worker.times import iso_ms
 from worker.web.dashboard.access import Viewer
 from worker.web.session import COOKIE, MAX_AGE_S
 
