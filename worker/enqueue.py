@@ -37,6 +37,11 @@ from worker.replies import text
 __all__ = ["EnqueueOutcome", "EnqueueReport", "Enqueuer", "enqueue"]
 
 
+def slug(name: str) -> str:
+    """`2026-11 Month End` -> `2026-11-month-end`: a batch name as the start of its id."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
+
+
 def new_batch_id(name: str | None = None) -> str:
     """A readable unique batch id: `b-20261122-043012-ab12cd34` or `<name-slug>-ab12cd34`.
 
@@ -44,10 +49,8 @@ def new_batch_id(name: str | None = None) -> str:
     month-end run says "month-end") must not meet on one id.
     """
     suffix = secrets.token_hex(4)
-    if name:
-        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40]
-        if slug:
-            return f"{slug}-{suffix}"
+    if name and slug(name):
+        return f"{slug(name)}-{suffix}"
     return f"b-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{suffix}"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.worker.terminal import run_in_pty, screen
 from worker import embedded
 
 pytestmark = pytest.mark.slow
@@ -50,6 +51,43 @@ def test_demo_runs_month_end_exactly_once(tmp_path: Path) -> None:
     assert last[0] == f"INVOICER_DATA_DIR={tmp_path / 'data' / 'demo'}", out[-500:]
     assert last[1:] == [".venv/bin/invoicer", "web"], out[-500:]
     assert "embedded Redis" in done.stderr
+    # Without a terminal: no log lines about the faults it injects on purpose
+    # (the summary counts them), the invalid records it mentions are shown,
+    # and the view is drawn once.
+    assert "WARNING" not in done.stderr and "WARNING" not in out
+    assert "6 invalid records kept out and dead-lettered:" in out
+    assert "line 250 (invoice INV-2501-00142) field quantity: must be greater than 0" in out
+    views = [line for line in out.splitlines() if re.match(r"batch demo-month-end-\w+ for", line)]
+    assert len(views) == 1, out[-3000:]
+
+
+def test_demo_in_a_terminal_leaves_one_view_and_fits_80_columns(tmp_path: Path) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MAAST_", "STAX_", "INVOICER_"))
+    }
+    env.update(PYTHONPATH=str(ROOT), TERM="xterm-256color", INVOICER_DATA_DIR=str(tmp_path / "d"))
+    env.pop("COLUMNS", None)
+    try:
+        code, output = run_in_pty(
+            [sys.executable, "-m", "worker", "demo"],
+            cwd=tmp_path,
+            env=env,
+            columns=80,
+            rows=30,
+            timeout_s=240,
+        )
+    finally:
+        embedded.stop(tmp_path / "d" / "demo")
+    assert code == 0, output[-3000:]
+    shown = screen(output, 80)
+    # The live view redrew itself in place: one heading left, not one per refresh.
+    headings = [line for line in shown if re.match(r"batch demo-month-end-\w+ for", line)]
+    assert len(headings) == 1, "\n".join(shown[-80:])
+    assert not any("WARNING" in line for line in shown)
+    states = next(i for i, line in enumerate(shown) if line.startswith("queued"))
+    # Every line of the view fits 80 columns: nothing wrapped into the next one.
+    assert all(len(line) <= 80 for line in shown[states - 1 : states + 9])
+    assert shown[states + 2].split()[2] == "994"  # created, under its own heading
 
 
 def test_demo_without_its_file_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import socket
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +25,7 @@ import redis.asyncio as aioredis
 import typer
 from pydantic import SecretStr
 from rich.live import Live
+from rich.text import Text
 
 from jobs.models import Provider
 from jobs.sources import read_invoices
@@ -78,8 +81,9 @@ def demo(
         common.fail(
             f"no invoice file at {file}: pass --file (the sample is in a checkout's samples/)"
         )
-    # The live view is the demo's output; per-invoice log lines would bury it.
-    logging.getLogger("invoicer").setLevel(logging.WARNING)
+    # The live view and the summary are the demo's output: the retries of the
+    # faults it injects on purpose would bury them (the summary counts them).
+    logging.getLogger("invoicer").setLevel(logging.ERROR)
     logging.getLogger("uvicorn").setLevel(logging.WARNING)
     base = common.settings()
     data_dir = base.data_dir / "demo"
@@ -176,10 +180,7 @@ async def _run(
         report = await api.enqueue_invoices(
             read_invoices(file), provider=Provider.MAAST, batch="demo month-end", settings=s
         )
-        common.out.print(
-            f"enqueued {report.accepted:,} invoices from {file.name} "
-            f"({_invalid_records(report)} invalid records reported and dead-lettered)"
-        )
+        _print_enqueued(report, file)
         await _work_with_live_view(s, redis, report.batch_id, on_signal)
         failed = await _summary(s, redis, report, sandbox_url)
         first_dead = await DeadLetters(redis, Keys(s.redis_prefix)).list(limit=1)
@@ -193,7 +194,13 @@ async def _work_with_live_view(
 ) -> None:
     keys = Keys(s.redis_prefix)
     work = asyncio.create_task(run_workers(s, [Provider.MAAST], burst=True, on_signal=on_signal))
-    with Live(console=common.out, refresh_per_second=4, transient=False) as live:
+    # Live redraws in place on a terminal (and draws once, at the end, on
+    # anything else); a line written around it would leave a copy of the
+    # view behind, so log lines go through it while it is up.
+    with (
+        Live(console=common.out, refresh_per_second=4, transient=False) as live,
+        _logs_through_live(),
+    ):
         while not work.done():
             snap = await read_status(
                 redis, keys, batch=batch, providers=[Provider.MAAST], accounts={}
@@ -223,8 +230,8 @@ async def _summary(
     )
     reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(by_reason.items()))
     rows = [
-        ("records in the file", f"{report.accepted + len(report.invalid):,}", ""),
-        ("  invalid, reported", f"{_invalid_records(report):,}", "kept out, dead-lettered"),
+        ("records in the file", f"{report.records:,}", ""),
+        ("  invalid, reported", f"{report.invalid_records:,}", "kept out, dead-lettered"),
         ("  enqueued", f"{report.accepted:,}", ""),
         ("created at the sandbox", f"{len(counts):,}", f"ledger: {_created(snap):,} created"),
         ("faults the sandbox injected", f"{len(events):,}", ""),
@@ -241,10 +248,31 @@ async def _summary(
     return bool(duplicates) or snap.remaining > 0
 
 
-def _invalid_records(report: EnqueueReport) -> int:
-    """Invalid records (a record with several problems reports each one)."""
-    numbers = {e.invoice_number for e in report.invalid if e.invoice_number}
-    return len(numbers) + sum(1 for e in report.invalid if not e.invoice_number)
+def _print_enqueued(report: EnqueueReport, file: Path) -> None:
+    """What went in, and the invalid records it kept out, each with its problem."""
+    common.out.print(
+        f"enqueued {report.accepted:,} invoices from {file.name}; "
+        f"{report.invalid_records:,} invalid records kept out and dead-lettered:",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for problem in report.invalid:
+        common.out.print(Text(f"  {problem}"), highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _logs_through_live() -> Iterator[None]:
+    """Log handlers writing to the current sys.stderr: inside a `Live` on a
+    terminal, rich's proxy, which prints above the view instead of through it."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
+    before = [h.stream for h in handlers]
+    for handler in handlers:
+        handler.setStream(sys.stderr)  # rich's proxy while a terminal shows the view
+    try:
+        yield
+    finally:
+        for handler, stream in zip(handlers, before, strict=True):
+            handler.setStream(stream)
 
 
 def _created(snap: object) -> int:
@@ -256,7 +284,7 @@ def _created(snap: object) -> int:
 
 
 def _next_steps(data_dir: Path, batch_id: str, dead_key: str | None) -> None:
-    env = f"INVOICER_DATA_DIR={data_dir}"
+    env = f"INVOICER_DATA_DIR={_short(data_dir)}"
     common.out.print(
         f"\nbatch {batch_id}. Look around (the demo's Redis keeps running):\n"
         f"  {env} .venv/bin/invoicer status --batch {batch_id}\n"
@@ -269,3 +297,11 @@ def _next_steps(data_dir: Path, batch_id: str, dead_key: str | None) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _short(path: Path) -> str:
+    """`path` relative to the current directory when it is below it (`.invoicer/demo`)."""
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

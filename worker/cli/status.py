@@ -27,6 +27,7 @@ from rich.text import Text
 
 from jobs.models import Provider
 from worker.cli import common
+from worker.enqueue import slug
 from worker.keys import account_name
 from worker.ledger import State
 from worker.report import write_atomically, write_report
@@ -166,8 +167,8 @@ def _heading(snap: StatusSnapshot) -> Text:
     else:
         b = snap.batch
         heading = Text(f"batch {b.batch_id}", style="bold")
-        if b.name and b.name != b.batch_id:
-            heading += f" ({b.name})"
+        if b.name and not b.batch_id.startswith(slug(b.name)):
+            heading += f" ({b.name})"  # an id made from its name says it already
         if b.provider:
             heading += f" for {b.provider}" + ("" if b.account == "default" else f"@{b.account}")
         if b.created_at_ms is not None:
