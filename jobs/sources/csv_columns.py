@@ -72,7 +72,11 @@ _ALIASES = {
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 # Plain decimals only: no thousands separators, exponents or NaN, so a money
 # value means what it looks like.
-_PLAIN_DECIMAL = re.compile(r"[+-]?\d{1,15}(\.\d{1,10})?")
+_PLAIN_DECIMAL = re.compile(r"[+-]?[0-9]{1,15}(\.[0-9]{1,10})?")
+"""A number as docs/input-formats.md allows it: ASCII digits (not `٣`, which
+Python's `\\d` and `Decimal` would take), at most 15 before the point, 10 after."""
+_DECIMAL_SHAPE = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+"""A plain decimal of any length: one that is not `_PLAIN_DECIMAL` has too many digits."""
 
 
 def _normalize(name: str) -> str:

@@ -20,6 +20,7 @@ from jobs.sources.csv_columns import (
     _INVOICE_PATHS,
     _LINE_PATHS,
     _NUMBER_COLUMNS,
+    _DECIMAL_SHAPE,
     _PLAIN_DECIMAL,
     _Layout,
 )
@@ -157,7 +158,11 @@ class _GroupReader:
     def _number_ok(self, line: int, column: str, value: str) -> bool:
         if column not in _NUMBER_COLUMNS or _PLAIN_DECIMAL.fullmatch(value):
             return True
-        self._error(line, column, f"{_show(value)} is not a plain decimal number (like 1234.50)")
+        if _DECIMAL_SHAPE.fullmatch(value):
+            message = "has too many digits: at most 15 before the decimal point and 10 after"
+        else:
+            message = "is not a plain decimal number (like 1234.50)"
+        self._error(line, column, f"{_show(value)} {message}")
         return False
 
     def _put_bool(

@@ -811,3 +811,20 @@ def test_a_stream_without_records_is_a_source_error_in_both_formats(
 ) -> None:
     with pytest.raises(SourceError, match=r"empty|no invoices"):
         list(sources.read_stream(io.BytesIO(data), fmt=fmt))
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        ("\u0663", "is not a plain decimal number"),  # ARABIC-INDIC DIGIT THREE: Decimal takes it
+        ("\uff13", "is not a plain decimal number"),  # FULLWIDTH DIGIT THREE
+        ("1234567890123456", "has too many digits: at most 15 before the decimal point"),
+        ("1.12345678901", "has too many digits"),
+        ("1e3", "is not a plain decimal number"),
+    ],
+)
+def test_csv_numbers_are_ascii_plain_decimals_with_a_reason(cell: str, message: str) -> None:
+    data = f"invoice_number,customer_id,description,quantity,unit_price\nI1,C,x,{cell},1.00\n"
+    (error,) = list(sources.read_stream(io.BytesIO(data.encode()), fmt="csv"))
+    assert isinstance(error, RecordError) and error.field == "quantity"
+    assert message in error.message

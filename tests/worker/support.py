@@ -95,7 +95,9 @@ async def enqueue(
     env: dict[str, str], items: list[Invoice | RecordError], provider: Provider
 ) -> EnqueueReport:
     settings = load_settings(env, env_file=None)
-    return await api.enqueue_invoices(items, provider=provider, batch="e2e", settings=settings)
+    return await api.enqueue_invoices(
+        items, provider=provider, batch=f"e2e-{provider.value}", settings=settings
+    )
 
 
 def settings_of(env: dict[str, str]) -> Settings:

@@ -51,7 +51,7 @@ async def park(redis: aioredis.Redis, rejected: list[str], in_doubt: list[str]) 
     """Enqueue one batch and dead-letter its invoices as rejected or in doubt."""
     numbers = rejected + in_doubt
     records = [Record(line=i + 2, invoice=invoice(n)) for i, n in enumerate(numbers)]
-    report = await enqueue_records(redis, KEYS, records, provider=Provider.MAAST, batch="dl")
+    report = await enqueue_records(redis, KEYS, records, provider=Provider.MAAST, batch=None)
     ledger = Ledger(redis, KEYS)
     for number in numbers:
         record = await ledger.get(key(number))

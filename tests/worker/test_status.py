@@ -50,7 +50,9 @@ async def enqueue(
     redis: aioredis.Redis, numbers: list[str], provider: Provider = Provider.MAAST
 ) -> str:
     records = [Record(line=i + 2, invoice=invoice(n)) for i, n in enumerate(numbers)]
-    report = await enqueue_records(redis, KEYS, records, provider=provider, batch="test")
+    report = await enqueue_records(
+        redis, KEYS, records, provider=provider, batch=f"test-{provider.value}"
+    )
     assert report.accepted == len(numbers)
     return report.batch_id
 

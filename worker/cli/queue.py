@@ -21,7 +21,7 @@ from jobs.models import Provider
 from jobs.sources import Format, SourceError, format_of
 from worker import api
 from worker.cli import common, serving
-from worker.enqueue import EnqueueReport
+from worker.enqueue import BatchMismatch, BatchNameInvalid, EnqueueReport
 from worker.reader import IntakeFailed
 from worker.settings import Settings
 
@@ -44,7 +44,13 @@ def enqueue(
         Path, typer.Argument(help="CSV or JSONL file of invoices; '-' reads standard input.")
     ],
     provider: Annotated[Provider, typer.Option(help="The provider to create them at.")],
-    batch: Annotated[str | None, typer.Option(help="A name for this batch.")] = None,
+    batch: Annotated[
+        str | None,
+        typer.Option(
+            help="The batch's name: runs with the same name make one batch (default: a new "
+            "batch of its own)."
+        ),
+    ] = None,
     fmt: Annotated[
         InputFormat | None,
         typer.Option(
@@ -70,6 +76,8 @@ def enqueue(
         )
     except SourceError as exc:
         common.fail(f"{_name(file)}: {exc}")
+    except (BatchMismatch, BatchNameInvalid) as exc:
+        common.fail(f"--batch: {exc}")
     except IntakeFailed as exc:
         # Not a usage error: part of the file may be queued, and running the
         # same command again is safe (enqueueing is idempotent).
