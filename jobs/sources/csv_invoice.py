@@ -17,10 +17,10 @@ from jobs.models import Invoice
 from jobs.sources.csv_columns import (
     _BOOL_PATHS,
     _BOOLEANS,
+    _DECIMAL_SHAPE,
     _INVOICE_PATHS,
     _LINE_PATHS,
     _NUMBER_COLUMNS,
-    _DECIMAL_SHAPE,
     _PLAIN_DECIMAL,
     _Layout,
 )

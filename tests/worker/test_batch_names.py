@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from jobs.models import Provider
 from tests.worker.cli_process import ROOT, assert_one_line_error, clean_env, invoicer, project
 from tests.worker.support import invoice
+from tests.worker.test_ledger import hgetall
 from worker import api
 from worker.enqueue import BatchMismatch
 from worker.keys import Keys
@@ -39,7 +40,7 @@ async def test_calls_with_one_name_make_one_batch(
 
     assert first.batch_id == second.batch_id == "nightly"
     assert (second.accepted, second.duplicates) == (1, 1)
-    counts = await redis_client.hgetall(KEYS.batch("nightly"))
+    counts = await hgetall(redis_client, KEYS.batch("nightly"))
     assert (counts[b"total"], counts[b"queued"], counts[b"name"]) == (b"3", b"3", b"Nightly")
     unnamed = [
         (await api.enqueue_invoices([invoice(f"U-{i}")], provider=Provider.MAAST, settings=s))
