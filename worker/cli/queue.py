@@ -21,7 +21,7 @@ from jobs.models import Provider
 from jobs.sources import Format, SourceError, format_of
 from worker import api
 from worker.cli import common, serving
-from worker.enqueue import BatchMismatch, BatchNameInvalid, EnqueueReport
+from worker.enqueue import EnqueueReport
 from worker.reader import IntakeFailed
 from worker.settings import Settings
 
@@ -47,8 +47,8 @@ def enqueue(
     batch: Annotated[
         str | None,
         typer.Option(
-            help="The batch's name: runs with the same name make one batch (default: a new "
-            "batch of its own)."
+            help="A name for this batch (a label: every run is a batch of its own, whose "
+            "id starts with the name)."
         ),
     ] = None,
     fmt: Annotated[
@@ -76,8 +76,6 @@ def enqueue(
         )
     except SourceError as exc:
         common.fail(f"{_name(file)}: {exc}")
-    except (BatchMismatch, BatchNameInvalid) as exc:
-        common.fail(f"--batch: {exc}")
     except IntakeFailed as exc:
         # Not a usage error: part of the file may be queued, and running the
         # same command again is safe (enqueueing is idempotent).

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from worker.cli import common
 from worker.refused import RefusedJob, clear_refused, refused_jobs
-from worker.report import iso_ms
+from worker.times import iso_ms
 
 refused_app = typer.Typer(
     name="refused",

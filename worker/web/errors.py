@@ -24,8 +24,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker.enqueue import BatchMismatch, BatchNameInvalid
-
 log = logging.getLogger("invoicer.web")
 
 _DEFAULT_FIX = {
@@ -105,8 +103,6 @@ def error_response(error: ApiError) -> JSONResponse:
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into `error_body`."""
     app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(BatchMismatch, _batch_refused)
-    app.add_exception_handler(BatchNameInvalid, _batch_refused)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
@@ -152,12 +148,3 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     message = "an unexpected error happened on our side; nothing about your request was wrong"
     return error_response(ApiError(500, "internal_error", message))
-
-
-async def _batch_refused(_request: Request, exc: Exception) -> JSONResponse:
-    # A batch name taken by another provider account, or one without a letter
-    # or digit (worker.enqueue.create_batch): the caller names another batch.
-    status = 409 if isinstance(exc, BatchMismatch) else 400
-    return error_response(
-        ApiError(status, "batch_name", str(exc), fix="give the batch another name")
-    )
