@@ -284,7 +284,7 @@ def _created(snap: object) -> int:
 
 
 def _next_steps(data_dir: Path, batch_id: str, dead_key: str | None) -> None:
-    env = f"INVOICER_DATA_DIR={_short(data_dir)}"
+    env = f"INVOICER_DATA_DIR={data_dir}"
     common.out.print(
         f"\nbatch {batch_id}. Look around (the demo's Redis keeps running):\n"
         f"  {env} .venv/bin/invoicer status --batch {batch_id}\n"
@@ -297,11 +297,3 @@ def _next_steps(data_dir: Path, batch_id: str, dead_key: str | None) -> None:
         highlight=False,
         soft_wrap=True,
     )
-
-
-def _short(path: Path) -> str:
-    """`path` relative to the current directory when it is below it (`.invoicer/demo`)."""
-    try:
-        return str(path.absolute().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
