@@ -4,6 +4,7 @@
 InvoiceError
   TransientError        try later; nothing is wrong with the invoice
     ProviderUnavailable   not processed: connect error, 502/503, 500 before commit
+      ProviderUnreachable   no connection at all (refused, DNS, connect timeout)
     RateLimited           429 or no limiter slot in time; carries retry_after_s
     OutcomeUnknown        may have landed: read timeout, dropped connection, 500
   PermanentError        will never succeed as it is: dead-letter now
@@ -95,6 +96,14 @@ class ProviderUnavailable(TransientError):
     """The provider did not process the request: it is safe to send it again."""
 
     reason = "unavailable"
+
+
+class ProviderUnreachable(ProviderUnavailable):
+    """No connection could be made (refused, no such host, connect timeout):
+    nothing was sent, and it says nothing about the invoice. Many in a row
+    mean the provider account (its base URL, the network) needs a look."""
+
+    reason = "unreachable"
 
 
 class RateLimited(TransientError):

@@ -38,9 +38,12 @@ class ProviderStatus:
     """This account's invoices that reached created, sent or rejected in the last 60 s."""
     paused_reason: str | None = None
     paused_until_ms: int | None = None
-    """`None` with a reason: paused until an operator runs `invoicer resume`."""
+    """`None` with a reason: paused until an operator runs `invoicer resume`,
+    or, with `paused_kind` "unreachable", until a probe gets an answer."""
     remaining: int = 0
     """This account's invoices still queued, sending or in doubt."""
+    paused_kind: str | None = None
+    """"unreachable" for a pause the workers end themselves (`worker.reachability`)."""
 
     @property
     def paused(self) -> bool:
@@ -67,6 +70,7 @@ class ProviderStatus:
             "paused": self.paused,
             "paused_reason": self.paused_reason,
             "paused_until_ms": self.paused_until_ms,
+            "paused_kind": self.paused_kind,
         }
 
 
@@ -101,6 +105,7 @@ async def provider_status(
         finished_last_minute=int(finished),
         paused_reason=None if pause is None else pause.reason,
         paused_until_ms=None if pause is None else pause.until_ms,
+        paused_kind=None if pause is None else pause.kind,
         remaining=sum(max(0, _int(counts.get(s.value))) for s in PENDING_STATES),
     )
 

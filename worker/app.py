@@ -25,6 +25,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypedDict
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -32,7 +33,8 @@ from arq.worker import Worker, func
 
 from jobs.models import Provider
 from worker.arq_job import JOB_FUNCTION, MAX_TRIES, deserialize_job, serialize_job
-from worker.arq_worker import BatchStartWorker
+from worker.arq_worker import BatchStartWorker, BurstStopped
+from worker.burst import Stalled, WorkerRun, stalled_by
 from worker.embedded import with_redis
 from worker.keys import Keys
 from worker.observability import job_reporting, protect, setup_sentry
@@ -87,14 +89,16 @@ async def run_workers(
     *,
     burst: bool = False,
     on_signal: Callable[[], None] | None = None,
-) -> int:
+) -> WorkerRun:
     """Drain the queues of `providers` in this process until stopped (or empty, with `burst`).
 
     SIGINT and SIGTERM make them finish in-flight jobs and take no new ones;
     `on_signal` is told too (`invoicer demo --serve` then stops its dashboard).
 
     Returns:
-        How many jobs this process ran (arq's count: complete, failed or retried).
+        What this process did: how many jobs it ran (arq's count: complete,
+        failed or retried) and, with `burst`, the queues it left behind a
+        pause with no end (`worker.burst`).
     """
     protect(settings)
     setup_sentry(settings.sentry_dsn)
@@ -105,18 +109,19 @@ async def run_workers(
     workers = [_worker(settings, p, pool, runtime, burst=burst) for p in providers]
     _install_signal_handlers(workers, on_signal)
     try:
-        await asyncio.gather(*(_drain(w) for w in workers))
+        stopped = await asyncio.gather(*(_drain(w) for w in workers))
     finally:
         for w in workers:
             await asyncio.gather(*w.tasks.values(), return_exceptions=True)
         await runtime.close()
         await pool.aclose()
-    return sum(w.jobs_complete + w.jobs_failed + w.jobs_retried for w in workers)
+    jobs = sum(w.jobs_complete + w.jobs_failed + w.jobs_retried for w in workers)
+    return WorkerRun(jobs=jobs, stalled=tuple(q for q in stopped if q is not None))
 
 
 def _worker(
     settings: Settings, provider: Provider, pool: ArqRedis, runtime: Runtime, *, burst: bool
-) -> Worker:
+) -> BatchStartWorker:
     worker = BatchStartWorker(
         **worker_options(settings, provider),
         redis_pool=pool,
@@ -125,6 +130,7 @@ def _worker(
         ctx={"runtime": runtime},
         refusals=runtime.refusals,
         provider=provider,
+        burst_stop=partial(stalled_by, runtime.limiters[provider]),
     )
     # arq derives this from the job timeout (minutes) and never renews it;
     # ours is short and renewed by the runtime's heartbeat (worker/runtime.py).
@@ -132,13 +138,22 @@ def _worker(
     return worker
 
 
-async def _drain(worker: Worker) -> None:
+async def _drain(worker: BatchStartWorker) -> Stalled | None:
     # The signal handler cancels the main task once in-flight jobs ended.
-    with contextlib.suppress(asyncio.CancelledError):
-        await worker.async_run()
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.async_run()
+    except BurstStopped as stop:
+        settings = worker.ctx["runtime"].settings.provider(worker.provider)
+        waiting = int(await worker.pool.zcard(worker.queue_name))
+        unreachable = worker.ctx["runtime"].limiters[worker.provider].reachability.gave_up()
+        return Stalled(worker.provider, settings.account, stop.why, waiting, unreachable)
+    return None
 
 
-def _install_signal_handlers(workers: list[Worker], on_signal: Callable[[], None] | None) -> None:
+def _install_signal_handlers(
+    workers: Sequence[Worker], on_signal: Callable[[], None] | None
+) -> None:
     loop = asyncio.get_running_loop()
 
     def stop(sig: signal.Signals) -> None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +98,18 @@ FINISH_WINDOW_S = 0.002
 """How long a finished job's writes wait for other jobs' to share a round trip."""
 
 
+BURST_CHECK_S = 1.0
+"""How often an idle `--burst` worker asks whether its queue can move at all."""
+
+
+class BurstStopped(Exception):
+    """A `--burst` worker stopped with jobs left: its queue cannot move (`why`)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
 def _raw(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
 
@@ -122,11 +135,39 @@ class BatchStartWorker(Worker):
     _start_script: AsyncScript | None = None
     _finishing: list[tuple[Callable[[Pipeline], None], asyncio.Future[None]]] | None = None
 
-    def __init__(self, *args: Any, refusals: Refusals, provider: Provider, **kwargs: Any) -> None:
-        """arq's `Worker` for `provider`'s queue; refused jobs go to `refusals`."""
+    def __init__(
+        self,
+        *args: Any,
+        refusals: Refusals,
+        provider: Provider,
+        burst_stop: Callable[[], Awaitable[str | None]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """arq's `Worker` for `provider`'s queue; refused jobs go to `refusals`.
+
+        Args:
+            burst_stop: with `burst`, asked (about once a second, while no job
+                of this worker runs) why its queue cannot move; a reason
+                stops the burst early, as `BurstStopped`.
+        """
         super().__init__(*args, **kwargs)
         self.refusals = refusals
         self.provider = provider
+        self._burst_stop = burst_stop
+        self._next_stop_check = 0.0
+
+    async def _poll_iteration(self) -> None:
+        """arq's poll; with `burst`, also stop when the queue cannot move (`worker.burst`)."""
+        await super()._poll_iteration()
+        if not self.burst or self._burst_stop is None:
+            return
+        now = time.monotonic()
+        if now < self._next_stop_check or any(not t.done() for t in self.tasks.values()):
+            return
+        self._next_stop_check = now + BURST_CHECK_S
+        why = await self._burst_stop()
+        if why is not None:
+            raise BurstStopped(why)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Start the jobs `job_ids` names, as many at a time as slots are free;

@@ -174,6 +174,14 @@ class Keys:
         """String with TTL: why the provider account is paused, while it is."""
         return f"{self.prefix}pause:{provider.value}:{account}"
 
+    def unreachable(self, provider: Provider, account: str) -> str:
+        """Hash with TTL: the account's streak of failed connections (`worker.reachability`)."""
+        return f"{self.prefix}unreachable:{provider.value}:{account}"
+
+    def probe_lock(self, provider: Provider, account: str) -> str:
+        """String with TTL: held by the one process probing an unreachable account right now."""
+        return f"{self.prefix}probe-lock:{provider.value}:{account}"
+
     def rate_tat(self, provider: Provider, account: str) -> str:
         """String: the shared limiter's next free slot (Redis server time, microseconds)."""
         return f"{self.prefix}rate-tat:{provider.value}:{account}"

@@ -11,7 +11,9 @@ worker processes on all hosts at once, through Redis:
 - pauses (`worker.pauses`): a 429 pauses the account for its Retry-After, a
   401/403 pauses it until an operator resumes it (reported once across every
   process), and a budget of failed (4xx) requests pauses it before Stax's
-  ten-failures-a-minute one-hour IP block.
+  ten-failures-a-minute one-hour IP block;
+- reachability (`worker.reachability`): a streak of failed connections
+  pauses it until a probe gets an answer.
 
 It never calls a provider, never retries and never touches the ledger: it only
 says "go", "wait" or "stop" (`RateLimited`). Key names come from `worker.keys`.
@@ -29,11 +31,12 @@ from typing import NoReturn
 import redis.asyncio as aioredis
 from aiolimiter import AsyncLimiter
 
-from jobs.errors import InvoiceError, RateLimited
+from jobs.errors import InvoiceError, ProviderUnreachable, RateLimited
 from jobs.ports import Limiter
 from worker.keys import Keys, account_name
 from worker.lua import limit_source
 from worker.pauses import WINDOW_MS, AccountPauses, PauseState, parse_pause
+from worker.reachability import Reachability
 from worker.retry_policy import PAUSE_RECHECK_S
 from worker.settings import ProviderSettings
 
@@ -97,6 +100,8 @@ class ProviderLimiter:
         # aiolimiter needs max_rate >= 1 to grant one; keep the same rate.
         self._local = AsyncLimiter(max(1.0, rate), 60 * max(1.0, rate) / rate) if rate else None
         self._pauses = AccountPauses(redis, keys, settings)
+        self.reachability = Reachability(redis, keys, settings)
+        """Whether the account can be reached; its probe is driven by the worker runtime."""
         self._reserve_script = redis.register_script(_RESERVE_LUA)
         self._budget_script = redis.register_script(_BUDGET_LUA)
         self._seen_pause: tuple[float, str, float | None] | None = None
@@ -217,7 +222,13 @@ class ProviderLimiter:
         raise RateLimited(message, retry_after_s=retry_after_s)
 
     async def record(self, error: InvoiceError | None) -> None:
-        """Learn from how a request ended (`worker.pauses.AccountPauses.learn`)."""
+        """Learn from how a request ended: any answer ends a streak of failed
+        connections, a failed one counts in it (`worker.reachability`), and
+        errors set pauses (`worker.pauses.AccountPauses.learn`)."""
+        if error is None or error.status is not None:
+            await self.reachability.answered()
+        elif isinstance(error, ProviderUnreachable):
+            await self.reachability.failed(error)
         if error is not None:
             await self._pauses.learn(error)
 

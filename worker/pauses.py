@@ -18,6 +18,7 @@ import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import redis.asyncio as aioredis
 
@@ -56,6 +57,9 @@ class PauseState:
     """`None` when the flag was set by hand outside invoicer."""
     remaining_s: float | None = None
     """Seconds left when read (Redis's own count); `None` with no end."""
+    kind: str | None = None
+    """"unreachable": set because the provider could not be reached, ended
+    by the workers' own probe (`worker.reachability`); `None` otherwise."""
 
     @property
     def indefinite(self) -> bool:
@@ -75,18 +79,17 @@ def parse_pause(raw: bytes | str, pttl_ms: int, now_ms: int) -> PauseState:
         data = None
     if not isinstance(data, dict):
         return PauseState(reason=reason, until_ms=until_ms, remaining_s=remaining_s)
-    set_at = data.get("set_at_ms")
+    set_at, kind = data.get("set_at_ms"), data.get("kind")
     return PauseState(
         reason=str(data.get("reason", "")),
         until_ms=until_ms,
-        set_at_ms=int(set_at)
-        if isinstance(set_at, int | float) and math.isfinite(set_at)
-        else None,
+        set_at_ms=int(set_at) if _finite(set_at) else None,
         remaining_s=remaining_s,
+        kind=kind if isinstance(kind, str) else None,
     )
 
 
-def _finite(value: object) -> bool:
+def _finite(value: object) -> TypeGuard[int | float]:
     # JSON takes 1e999 for infinity: a hand-set flag must not crash a reader.
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 

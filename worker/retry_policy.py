@@ -9,6 +9,8 @@ acts on it (`worker.runner`: the ledger transition and arq's answer).
 | NotYet (no error)    | no               | defer its `retry_after_s`, plus a small jitter  |
 | RateLimited          | no               | defer its `retry_after_s`, plus a small jitter  |
 | ConfigurationError   | no               | defer `PAUSE_RECHECK_S` (paused until resumed)  |
+| ProviderUnreachable  | no               | defer a backoff by the job's pick-ups; only the |
+|                      |                  | age budget dead-letters it ("exhausted")        |
 | PermanentError       | no               | dead-letter                                     |
 | other TransientError | yes              | defer a backoff; once the budget is spent,      |
 |                      |                  | dead-letter ("exhausted")                       |
@@ -21,6 +23,12 @@ A wait (`NotYet`: a landing window, a lease too close to its end) or a
 rate limit is a floor: the job comes back no sooner, and up to
 `min(backoff_base_s, retry_after_s)` later, so the jobs turned away by one
 pause or one burst of timeouts do not all wake in the same millisecond.
+
+A failed connection (`ProviderUnreachable`) says nothing about the
+invoice: many in a row pause the whole account until it answers
+(`worker.reachability`), so it never spends the invoice's attempts, which
+would otherwise run out before the pause takes over (a short backoff, a low
+`INVOICER_MAX_ATTEMPTS`). Its backoff grows with the job's pick-ups instead.
 
 Backoff is exponential with *full* jitter (AWS Architecture Blog,
 "Exponential Backoff And Jitter"): the delay is drawn uniformly from zero to
@@ -38,6 +46,7 @@ from jobs.errors import (
     InvoiceError,
     NotYet,
     PermanentError,
+    ProviderUnreachable,
     RateLimited,
     TransientError,
 )
@@ -98,8 +107,11 @@ Decision = Defer | DeadLetter
 
 def counts_as_failure(error: InvoiceError) -> bool:
     """True when `error` spends the invoice's retry budget (and the ledger's
-    failure count): a transient error other than a rate limit."""
-    return isinstance(error, TransientError) and not isinstance(error, RateLimited)
+    failure count): a transient error other than a rate limit or a failed
+    connection (the account's condition, not the invoice's)."""
+    return isinstance(error, TransientError) and not isinstance(
+        error, RateLimited | ProviderUnreachable
+    )
 
 
 def decide(
@@ -121,6 +133,11 @@ def decide(
         return Defer(PAUSE_RECHECK_S)
     if not isinstance(error, TransientError):
         return DeadLetter(exhausted=False)
+    base_s, cap_s = budget.backoff_base_s, budget.backoff_cap_s
+    if isinstance(error, ProviderUnreachable):
+        if attempt.age_s >= budget.max_age_s or attempt.job_try >= MAX_TRIES:
+            return DeadLetter(exhausted=True)
+        return Defer(backoff_s(attempt.job_try, base_s=base_s, cap_s=cap_s, rng=rng))
     failures = attempt.failures + 1
     if (
         failures >= budget.max_attempts
@@ -128,7 +145,6 @@ def decide(
         or attempt.job_try >= MAX_TRIES
     ):
         return DeadLetter(exhausted=True)
-    base_s, cap_s = budget.backoff_base_s, budget.backoff_cap_s
     return Defer(retry_delay_s(error, failures, base_s=base_s, cap_s=cap_s, rng=rng))
 
 

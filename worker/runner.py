@@ -44,6 +44,7 @@ from jobs.errors import (
     InvoiceError,
     NotYet,
     OutcomeUnknown,
+    ProviderUnreachable,
     RateLimited,
     TransientError,
 )
@@ -229,6 +230,10 @@ async def _failed(
             log.warning(
                 "retry %s in %.1fs %s", held.invoice_key, decision.delay_s, error.describe()
             )
+        elif isinstance(error, ProviderUnreachable):
+            # The account's condition, said once per streak by
+            # `worker.reachability`, not once per invoice and try.
+            log.debug("retry %s in %.1fs %s", held.invoice_key, decision.delay_s, error.message)
         raise Deferred(decision.delay_s, error.describe())
     await held.dead_letter(info, attempts=held.failures + 1, exhausted=decision.exhausted)
     log.warning("dead %s %s", held.invoice_key, error.describe())

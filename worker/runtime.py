@@ -2,9 +2,10 @@
 
 `Runtime` is built once per process (`Runtime.start`), shared by the arq
 workers of every provider queue in that process, and closed once. It also
-runs the two background loops that make crash recovery fast: the heartbeat
+runs the two background loops that make crash recovery fast (the heartbeat
 that keeps this process's leases alive, and the reaper that hands the jobs of
-dead workers back to the queue.
+dead workers back to the queue), and the probe of providers paused as
+unreachable.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from worker.upkeep import Upkeep
 log = logging.getLogger("invoicer.worker")
 
 REAP_INTERVAL_S = 1.0
+PROBE_TICK_S = 1.0
+"""How often a process looks whether a provider it serves is paused as unreachable."""
 
 Step = Callable[[], Awaitable[None]]
 
@@ -102,6 +105,7 @@ class Runtime:
         runtime._tasks = [
             asyncio.create_task(runtime._every(settings.lease_s / 3, runtime._heartbeat)),
             asyncio.create_task(runtime._every(REAP_INTERVAL_S, runtime._reap)),
+            asyncio.create_task(runtime._every(PROBE_TICK_S, runtime._probe_unreachable)),
         ]
         return runtime
 
@@ -143,6 +147,12 @@ class Runtime:
             for entry in held:
                 pipe.pexpire(ARQ_IN_PROGRESS + entry.job_id, ttl_ms)
             await pipe.execute()
+
+    async def _probe_unreachable(self) -> None:
+        # A provider paused as unreachable is probed (one process at a time)
+        # and resumed at its first answer (`worker.reachability`).
+        for provider, limiter in self.limiters.items():
+            await limiter.reachability.probe(self.providers[provider], learn=limiter.record)
 
     async def _reap(self) -> None:
         for invoice_key in await self.ledger.reap_expired():

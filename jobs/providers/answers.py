@@ -29,6 +29,7 @@ from jobs.errors import (
     InvoiceRejected,
     OutcomeUnknown,
     ProviderUnavailable,
+    ProviderUnreachable,
     RateLimited,
 )
 
@@ -68,6 +69,15 @@ def never_sent(exc: BaseException) -> bool:
     return isinstance(exc, _NEVER_SENT_HTTPX)
 
 
+def unreachable(exc: BaseException) -> bool:
+    """True when no connection to the provider could be made at all (refused,
+    no such host, connect timeout); a pool timeout is our own congestion."""
+    cause = _aiohttp_cause(exc)
+    if cause is not None:
+        return isinstance(cause, _NEVER_SENT_AIOHTTP)
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+
+
 def transport_error(exc: Exception) -> InvoiceError:
     """The `InvoiceError` for a transport failure (see `map_transport_errors`)."""
     # Name the original aiohttp error: httpx_aiohttp's class can mislead.
@@ -75,6 +85,8 @@ def transport_error(exc: Exception) -> InvoiceError:
     detail = f"{type(shown).__name__}: {shown}" if str(shown) else type(shown).__name__
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return ConfigurationError(f"bad provider URL ({detail})", setting="base_url")
+    if unreachable(exc):
+        return ProviderUnreachable(f"no connection ({detail})")
     if never_sent(exc):
         return ProviderUnavailable(f"request not sent ({detail})")
     # A lookup is cheap, a duplicate invoice is not: when unsure, unknown.
@@ -83,7 +95,8 @@ def transport_error(exc: Exception) -> InvoiceError:
 
 @contextmanager
 def map_transport_errors() -> Iterator[None]:
-    """Translate transport failures, once: never sent -> `ProviderUnavailable`;
+    """Translate transport failures, once: no connection -> `ProviderUnreachable`;
+    otherwise never sent -> `ProviderUnavailable`;
     maybe sent (read timeout, dropped connection, write or protocol error) ->
     `OutcomeUnknown`; a malformed base URL -> `ConfigurationError`.
     """

@@ -5,6 +5,7 @@ against real Redis and the sandbox)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -110,3 +111,40 @@ async def test_worker_says_what_it_serves_and_sums_up_a_burst(
     )
     assert "  maast: 4 created, 0 dead-lettered meanwhile (all workers); 0 left" in summary
     assert "  stax: 1 created, 0 dead-lettered meanwhile (all workers); 0 left" in summary
+
+
+@pytest.mark.slow
+async def test_burst_finishes_what_it_can_and_exits_1_saying_what_waits_on_a_pause(
+    redis_url: str, redis_client: aioredis.Redis, sandbox: SandboxClient, sandbox_url: str
+) -> None:
+    # Given maast invoices, and stax invoices behind a key Stax refuses,
+    env = worker_env(redis_url, sandbox_url, STAX_API_KEY="not-the-stax-key-5150")
+    maast = [invoice(f"WP-M-{i:03d}") for i in range(5)]
+    stax = [invoice(f"WP-S-{i:03d}") for i in range(4)]
+    await enqueue(env, list(maast), Provider.MAAST)
+    await enqueue(env, list(stax), Provider.STAX)
+
+    # a burst worker creates what it can, then stops instead of waiting forever,
+    worker = start_worker(env, "--burst")
+    _, err = await asyncio.to_thread(worker.communicate, timeout=60)
+    stderr = err.decode()
+    assert worker.returncode == 1, stderr[-3000:]
+    assert await sandbox.created_counts("maast") == {i.number: 1 for i in maast}
+    assert await sandbox.created_counts("stax") == {}
+    # saying what waits on which pause and how it ends,
+    (line,) = [x for x in stderr.splitlines() if x.startswith("stopped:")]
+    assert "stax: 4 invoice(s) wait on its pause" in line and "STAX_API_KEY" in line
+    assert "invoicer resume stax" in line
+    # while status shows the pause and what waits on it,
+    result = await invoke(no_keys_env(redis_url), "status", "--json")
+    snapshot = json.loads(result.stdout)
+    (paused,) = [p for p in snapshot["providers"] if p["paused"]]
+    assert paused["provider"] == "stax" and snapshot["counts"]["queued"] == len(stax)
+    assert paused["eta_s"] is None and snapshot["eta_s"] is None
+
+    # and once the key is fixed and Stax resumed, the next burst finishes them.
+    assert (await invoke(no_keys_env(redis_url), "resume", "stax")).exit_code == 0
+    await asyncio.to_thread(
+        wait_all, [start_worker(worker_env(redis_url, sandbox_url), "--burst")], 60
+    )
+    assert await sandbox.created_counts("stax") == {i.number: 1 for i in stax}

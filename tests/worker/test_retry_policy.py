@@ -18,6 +18,7 @@ from jobs.errors import (
     OutcomeUnknown,
     PermanentError,
     ProviderUnavailable,
+    ProviderUnreachable,
     RateLimited,
     TransientError,
 )
@@ -162,7 +163,29 @@ def test_transient_errors_back_off_until_the_budget_is_spent(error: InvoiceError
 
 def test_reason_sets_follow_the_error_tree() -> None:
     assert {"permanent", "invalid", "rejected", "conflict"} == PERMANENT_REASONS
-    assert {"transient", "unavailable", "rate_limited", "outcome_unknown"} == TRANSIENT_REASONS
+    assert {
+        "transient",
+        "unavailable",
+        "unreachable",
+        "rate_limited",
+        "outcome_unknown",
+    } == TRANSIENT_REASONS
     assert PermanentError.reason in PERMANENT_REASONS
     assert TransientError.reason in TRANSIENT_REASONS
     assert ConfigurationError.reason not in PERMANENT_REASONS | TRANSIENT_REASONS
+
+
+def test_a_failed_connection_never_spends_the_invoices_attempts() -> None:
+    # The account's reachability pause takes over (worker.reachability): an
+    # invoice must not be dead-lettered for its provider's address.
+    refused = ProviderUnreachable("no connection")
+    assert not counts_as_failure(refused)
+    rng = random.Random(7)
+    for job_try in range(1, 40):
+        spent = Attempt(failures=BUDGET.max_attempts + 5, age_s=10.0, job_try=job_try)
+        decision = decide(refused, spent, BUDGET, rng=rng)
+        assert isinstance(decision, Defer)
+        assert 0 <= decision.delay_s <= min(BUDGET.backoff_cap_s, 2**job_try)
+    # Only the invoice's age ends it.
+    old = Attempt(failures=0, age_s=BUDGET.max_age_s, job_try=2)
+    assert decide(refused, old, BUDGET) == DeadLetter(exhausted=True)

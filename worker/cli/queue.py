@@ -198,7 +198,14 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Jobs in flight per queue in this process.")
     ] = None,
-    burst: Annotated[bool, typer.Option("--burst", help="Stop once the queues are empty.")] = False,
+    burst: Annotated[
+        bool,
+        typer.Option(
+            "--burst",
+            help="Stop once the queues are empty, or can only wait on a pause "
+            "that a person must end (then exit 1, saying what waits).",
+        ),
+    ] = False,
 ) -> None:
     """Drain the queues: create invoices, retry, dead-letter, until stopped (SIGTERM)."""
     s = common.settings()
@@ -216,6 +223,10 @@ def worker(
     summary = common.run(_work(s, chosen, burst=burst))
     if summary is not None:
         serving.print_lines(common.out, summary.lines(s))
+        # What waits on a pause: with the logs, and the exit code says so too.
+        serving.print_lines(common.err, [f"stopped: {q.describe()}" for q in summary.stalled])
+        if summary.stalled:
+            raise typer.Exit(common.EXIT_SOME_FAILED)
 
 
 async def _work(s: Settings, chosen: list[Provider], *, burst: bool) -> serving.BurstSummary | None:
@@ -228,6 +239,6 @@ async def _work(s: Settings, chosen: list[Provider], *, burst: bool) -> serving.
     async with common.redis_client(s) as redis:
         before = await serving.account_counts(redis, common.keys(s), s, chosen)
         started = time.monotonic()
-        jobs = await run_workers(s, chosen, burst=True)
+        run = await run_workers(s, chosen, burst=True)
         after = await serving.account_counts(redis, common.keys(s), s, chosen)
-    return serving.BurstSummary(time.monotonic() - started, jobs, before, after)
+    return serving.BurstSummary(time.monotonic() - started, run.jobs, before, after, run.stalled)

@@ -5,7 +5,8 @@ go) and one about the process (jobs in flight, the Redis, how it stops), on
 stderr with the logs. At the end of `--burst`, a summary on stdout: how long
 it ran, the jobs this process ran, and per account what reached created or
 was dead-lettered meanwhile (by every worker sharing that Redis: the ledger
-counts invoices, not processes) and what is left.
+counts invoices, not processes) and what is left; and on stderr, one
+`stopped:` line per queue it left behind a pause with no end (`worker.burst`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import redis.asyncio as aioredis
 from rich.console import Console
 
 from jobs.models import Provider
+from worker.burst import Stalled
 from worker.keys import Keys, account_name
 from worker.ledger import State
 from worker.settings import Settings
@@ -60,6 +62,8 @@ class BurstSummary:
     jobs: int
     before: Counts
     after: Counts
+    stalled: tuple[Stalled, ...] = ()
+    """Queues it left behind a pause with no end (`worker.burst`)."""
 
     def lines(self, s: Settings) -> list[str]:
         """`burst done in 12.4 s, 25 jobs run`, then one line per account."""

@@ -202,9 +202,11 @@ def _providers_table(snap: StatusSnapshot) -> Table:
         paused = Text("no", style="green")
         if p.paused:
             until = (
-                "until resumed"
-                if p.paused_until_ms is None
-                else f"until {local_ms(p.paused_until_ms)}"
+                f"until {local_ms(p.paused_until_ms)}"
+                if p.paused_until_ms is not None
+                else "until it answers"
+                if p.paused_kind == "unreachable"
+                else "until resumed"
             )
             paused = Text("yes", style="red") + f": {p.paused_reason} ({until})"
         table.add_row(

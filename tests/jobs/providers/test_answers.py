@@ -16,6 +16,7 @@ from jobs.errors import (
     InvoiceError,
     OutcomeUnknown,
     ProviderUnavailable,
+    ProviderUnreachable,
 )
 from jobs.providers.answers import (
     field_errors_from,
@@ -75,8 +76,8 @@ REQUEST = httpx.Request("POST", "https://x.test/invoice")
 @pytest.mark.parametrize(
     ("exc", "expected"),
     [
-        (httpx.ConnectError("refused", request=REQUEST), ProviderUnavailable),
-        (httpx.ConnectTimeout("slow", request=REQUEST), ProviderUnavailable),
+        (httpx.ConnectError("refused", request=REQUEST), ProviderUnreachable),
+        (httpx.ConnectTimeout("slow", request=REQUEST), ProviderUnreachable),
         (httpx.PoolTimeout("busy", request=REQUEST), ProviderUnavailable),
         (httpx.ReadTimeout("slow", request=REQUEST), OutcomeUnknown),
         (httpx.WriteTimeout("slow", request=REQUEST), OutcomeUnknown),
@@ -111,11 +112,11 @@ def _conn_key() -> aiohttp.client_reqrep.ConnectionKey:
         (aiohttp.ClientOSError(104, "reset"), httpx.ConnectTimeout, OutcomeUnknown),
         (aiohttp.SocketTimeoutError("read"), httpx.ReadTimeout, OutcomeUnknown),
         (aiohttp.ClientPayloadError("cut"), httpx.ReadError, OutcomeUnknown),
-        (aiohttp.ConnectionTimeoutError("pool"), httpx.TimeoutException, ProviderUnavailable),
+        (aiohttp.ConnectionTimeoutError("pool"), httpx.TimeoutException, ProviderUnreachable),
         (
             aiohttp.ClientConnectorError(_conn_key(), OSError(111, "refused")),
             httpx.ConnectError,
-            ProviderUnavailable,
+            ProviderUnreachable,
         ),
     ],
 )
