@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlparse
 
 import pytest
+import redis.asyncio as aioredis
 
 from jobs.models import Provider
 from sandbox.client import SandboxClient
@@ -29,6 +30,7 @@ from tests.worker.support import ROOT, enqueue, invoice, start_worker, worker_en
 from worker.cli.common import EXIT_OK
 
 pytestmark = pytest.mark.slow
+# Each test asks for `redis_client` for the flushed database it brings.
 NUMBERS = [f"UR-{i:02d}" for i in range(10)]
 
 
@@ -99,7 +101,7 @@ async def wait_for(env: dict[str, str], check: str, timeout_s: float = 30) -> di
 
 
 async def test_an_address_nothing_answers_pauses_once_and_resumes_when_it_answers(
-    redis_url: str, sandbox: SandboxClient, sandbox_url: str
+    redis_url: str, redis_client: aioredis.Redis, sandbox: SandboxClient, sandbox_url: str
 ) -> None:
     port = closed_port()
     env = worker_env(redis_url, sandbox_url, MAAST_BASE_URL=f"http://127.0.0.1:{port}")
@@ -135,7 +137,7 @@ async def test_an_address_nothing_answers_pauses_once_and_resumes_when_it_answer
 
 
 async def test_a_burst_worker_gives_up_on_an_address_nothing_answers(
-    redis_url: str, sandbox: SandboxClient, sandbox_url: str
+    redis_url: str, redis_client: aioredis.Redis, sandbox: SandboxClient, sandbox_url: str
 ) -> None:
     env = worker_env(redis_url, sandbox_url, MAAST_BASE_URL=f"http://127.0.0.1:{closed_port()}")
     await enqueue(env, [invoice(n) for n in NUMBERS[:3]], Provider.MAAST)
