@@ -25,21 +25,25 @@ of our queue: `arq:job:<id>` may be another program's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from importlib import resources
 from typing import cast
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
 
 from jobs.errors import ErrorInfo
 from jobs.models import Provider
 from worker.arq_job import JOB_FUNCTION, MAX_TRIES
+from worker.held import LeaseLost
 from worker.keys import ARQ_IN_PROGRESS, ARQ_JOB, ARQ_RETRY, InvoiceKey, Keys
-from worker.ledger import Ledger
+from worker.ledger import Ledger, UnreadableRecord
 
 log = logging.getLogger("invoicer.worker")
 
@@ -57,21 +61,8 @@ SHOWN_CHARS = 300
 REFUSED_REASON = "refused_job"
 """The dead-letter reason of an invoice whose job was refused."""
 
-# KEYS: 1 queue, 2 arq job key, 3 arq retry key, 4 arq in-progress key,
-# 5 refused list. ARGV: 1 job id, 2 entry (JSON), 3 entries kept, 4 "1" when
-# the id is ours (then its arq keys are ours to delete). One step: the job
-# leaves the queue and its entry is written, or neither.
-_REFUSE_LUA = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-if ARGV[4] == '1' then
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-else
-  redis.call('DEL', KEYS[4])
-end
-redis.call('LPUSH', KEYS[5], ARGV[2])
-redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[3]) - 1)
-return 1
-"""
+# worker/lua/refuse_job.lua: what it takes is in its header.
+_REFUSE_LUA = resources.files("worker.lua").joinpath("refuse_job.lua").read_text("utf-8")
 
 
 def shown(text: str, limit: int = SHOWN_CHARS) -> str:
@@ -242,7 +233,16 @@ class Refusals:
         await self.refuse(queue, job_id, f"no ledger record for {invoice_key}: not ours to run")
 
     async def _dead_letter(self, invoice_key: str, job_id: str, why: str) -> bool:
-        held = await self._ledger.claim(invoice_key, job_id)
+        # A record damaged too (it does not parse, our scripts fail on it)
+        # stays as it is: the refused entry names it, which is what a person needs.
+        try:
+            held = await self._ledger.claim(invoice_key, job_id)
+        except UnreadableRecord as damaged:
+            with contextlib.suppress(LeaseLost, ResponseError):
+                await damaged.held.release()
+            return False
+        except ResponseError:
+            return False
         if held is None:  # not this job's (superseded, finished, held elsewhere) or no record
             return False
         info = ErrorInfo(
@@ -252,8 +252,11 @@ class Refusals:
         )
         try:
             await held.dead_letter(info, attempts=held.failures, exhausted=False)
+        except ResponseError:
+            return False
         finally:
-            await held.release()
+            with contextlib.suppress(LeaseLost, ResponseError):
+                await held.release()
         return True
 
 

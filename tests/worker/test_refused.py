@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -15,7 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
-from jobs.models import Provider
+from jobs.models import Customer, Invoice, LineItem, Provider
+from jobs.sources import Record
+from tests.worker.support import enqueue_records
 from worker.arq_job import JOB_FUNCTION, MAX_TRIES, deserialize_job, job_template
 from worker.cli import app
 from worker.keys import Keys
@@ -189,3 +192,24 @@ async def test_status_counts_them_and_the_cli_lists_and_clears_them(
     assert JOB_ID in table and "try count" in table
     assert "cleared 1" in (await asyncio.to_thread(cli, "refused", "clear")).stdout
     assert json.loads((await asyncio.to_thread(cli, "refused", "list", "--json")).stdout) == []
+
+
+async def test_refusing_the_job_of_a_damaged_record_still_lists_it(
+    redis_client: aioredis.Redis,
+) -> None:
+    # Given an invoice whose record no longer parses, and whose job is poison too
+    invoice = Invoice(
+        number="INV-1",
+        customer=Customer(id="c1"),
+        lines=[LineItem(description="w", quantity=Decimal(1), unit_price=Decimal(5))],
+    )
+    await enqueue_records(
+        redis_client, KEYS, [Record(line=2, invoice=invoice)], provider=Provider.MAAST
+    )
+    await redis_client.hset(KEYS.ledger("maast:INV-1"), "failures", "many")  # type: ignore[misc]
+    refusals = Refusals(redis_client, KEYS, Ledger(redis_client, KEYS))
+    # When the job is refused, nothing raises and the entry names the invoice
+    await refusals.refuse(KEYS.queue(Provider.MAAST), JOB_ID, "its body is not JSON")
+    (entry,) = await refused_jobs(redis_client, KEYS)
+    assert (entry.invoice_key, entry.dead_lettered) == ("maast:INV-1", False)
+    assert not await redis_client.zscore(KEYS.leases(), "maast:INV-1")  # no lease left behind
