@@ -34,6 +34,8 @@ class SourceExport:
     rows: int = 0
     without_source: int = 0
     """Entries skipped: they hold no rows (rejected by the provider, in doubt, ...)."""
+    format: str | None = None
+    """`csv` or `jsonl`: what was written (None: nothing was)."""
 
 
 async def write_list(entries: AsyncIterable[DeadLetter], out: TextIO) -> int:
@@ -79,7 +81,7 @@ async def write_source(entries: AsyncIterable[DeadLetter], out: TextIO) -> Sourc
             _write_row(writer, out, row)
     else:
         out.writelines(row + "\n" for _, row in rows)
-    done.records, done.rows = len(sources), len(rows)
+    done.records, done.rows, done.format = len(sources), len(rows), fmt
     return done
 
 

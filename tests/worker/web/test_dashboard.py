@@ -6,14 +6,18 @@ import csv
 import io
 import json
 import time
+from pathlib import Path
 
 import httpx2
 import redis.asyncio as aioredis
 
 from jobs.models import Provider
+from tests.worker.support import ROOT
+from worker import api
 from worker.dlq import DeadLetters
 from worker.ledger import Ledger, State
 from worker.pauses import pause_provider
+from worker.settings import Settings
 from worker.web import create_app
 
 from .conftest import ADMIN_TOKEN, READ_TOKEN, web_settings
@@ -396,3 +400,34 @@ async def test_open_local_mode_needs_no_login_but_still_a_csrf_token(
             headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
         )
         assert cross.status_code == 403
+
+
+async def test_records_refused_at_enqueue_show_their_rows_and_export_in_the_input_format(
+    client: httpx2.AsyncClient, redis_client: aioredis.Redis, settings: Settings, tmp_path: Path
+) -> None:
+    header, good, _ = (ROOT / "samples" / "small.csv").read_text().split("\n", 2)
+    bad_quantity = good.replace("INV-S-0001", "BAD-1").replace(",10,1.49", ",-3,1.49")
+    formula = good.replace("INV-S-0001", "BAD-2").replace('"Pencils HB, pack of 12"', "=cmd()")
+    source = tmp_path / "month.csv"
+    source.write_text("\n".join([header, good, bad_quantity, formula]) + "\n")
+    report = await api.enqueue_file(
+        source, provider=Provider.MAAST, settings=settings, redis=redis_client
+    )
+    await login(client, ADMIN_TOKEN)
+    detail = (await client.get("/dead-letters/maast:BAD-1")).text
+    assert 'id="source"' in detail and "as written (csv, line" in detail.lower()
+    assert "3: BAD-1," in detail and header[:40] in detail
+
+    rows = await client.get(f"/dead-letters/rows-to-fix?batch={report.batch_id}")
+    assert rows.status_code == 200 and rows.headers["content-type"].startswith("text/csv")
+    assert 'filename="rows-to-fix-' in rows.headers["content-disposition"]
+    lines = rows.text.splitlines()
+    assert lines[0] == header and len(lines) == 3
+    assert lines[1].startswith("BAD-1,") and ",-3," in lines[1]
+    assert "'=cmd()" in lines[2] and ",=cmd()" not in lines[2]  # a formula cell defused
+
+    await seed(redis_client, ["P-1"])
+    await park(redis_client, "P-1")  # rejected by the provider: it has a payload, no rows
+    empty = await client.get("/dead-letters/rows-to-fix?reason=rejected")
+    assert empty.status_code == 303
+    assert "none of these dead letters holds rows" in (await client.get("/dead-letters")).text

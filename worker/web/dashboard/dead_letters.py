@@ -6,7 +6,8 @@ maintained indexes; a requeue supersedes the old job (never a duplicate);
 an edited payload is read and checked by the API's intake
 (`worker.web.intake.checked_records`: the JSONL reader and the provider's
 rules, as `invoicer enqueue`), so the page accepts exactly what a file would.
-The export is `DeadLetters.export_csv` (formula-safe cells).
+The exports are `DeadLetters.export_csv` (the entries, formula-safe cells)
+and `DeadLetters.export_source` (the rows to fix, in the input format).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from jobs.sources import parse_json
 from worker.cli.dlq_view import compact_payload
 from worker.dead_letter import DeadLetter
 from worker.dlq import DeadLetters
+from worker.dlq_export import MixedSources
 from worker.enqueue import EnqueueOutcome
 from worker.intake import Intake
 from worker.ledger import Ledger
@@ -88,19 +90,52 @@ async def export(
     ctx: Context, who: Looking, reason: Filter = None, batch: Filter = None
 ) -> Response:
     """The (filtered) entries as CSV, spooled to disk past 1 MiB, then streamed."""
-    spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed by the generator)
+    spool = _spool()
+    await DeadLetters(ctx.redis, ctx.keys).export_csv(spool, batch=batch, reason=reason)  # type: ignore[arg-type]
+    name = "-".join(["dead-letters", *(v for v in (reason, batch) if v)])
+    return csv_download(_chunks(spool), f"{name}.csv")
+
+
+def _spool() -> tempfile.SpooledTemporaryFile[str]:
+    """Memory up to 1 MiB, then disk: an export of many entries never sits in memory."""
+    return tempfile.SpooledTemporaryFile(
         max_size=SPOOL_BYTES, mode="w+", newline="", encoding="utf-8"
     )
-    await DeadLetters(ctx.redis, ctx.keys).export_csv(spool, batch=batch, reason=reason)  # type: ignore[arg-type]
+
+
+async def _chunks(spool: tempfile.SpooledTemporaryFile[str]) -> AsyncIterator[str]:
     spool.seek(0)
+    with spool:
+        while chunk := spool.read(SPOOL_BYTES):
+            yield chunk
 
-    async def chunks() -> AsyncIterator[str]:
-        with spool:
-            while chunk := spool.read(SPOOL_BYTES):
-                yield chunk
 
-    name = "-".join(["dead-letters", *(v for v in (reason, batch) if v)])
-    return csv_download(chunks(), f"{name}.csv")
+@router.get("/dead-letters/rows-to-fix")
+async def rows_to_fix(
+    request: Request, ctx: Context, who: Looking, reason: Filter = None, batch: Filter = None
+) -> Response:
+    """The rows the (filtered) entries were read from, in their input format, to fix and
+    enqueue again (`invoicer dlq export --source`): a CSV with its header, or JSONL."""
+    spool = _spool()
+    try:
+        done = await DeadLetters(ctx.redis, ctx.keys).export_source(
+            spool,  # type: ignore[arg-type]
+            batch=batch,
+            reason=reason,
+        )
+    except MixedSources as exc:
+        spool.close()
+        return back(_here(reason, batch), f"{exc}: pick one batch first")
+    if done.format is None:
+        spool.close()
+        return back(
+            _here(reason, batch),
+            "none of these dead letters holds rows from a file: only records refused "
+            "when they were enqueued do (the others' payload is on their page)",
+        )
+    name = "-".join(["rows-to-fix", *(v for v in (batch, reason) if v)])
+    media = "text/csv" if done.format == "csv" else "application/x-ndjson"
+    return csv_download(_chunks(spool), f"{name}.{done.format}", media_type=media)
 
 
 @router.post("/dead-letters/requeue")

@@ -116,10 +116,12 @@ def back(to: str, message: str) -> Response:
     return response
 
 
-def csv_download(rows: AsyncIterator[str], filename: str) -> StreamingResponse:
-    """A CSV file the browser saves as `filename`, streamed as it is produced."""
+def csv_download(
+    rows: AsyncIterator[str], filename: str, *, media_type: str = "text/csv"
+) -> StreamingResponse:
+    """A file (CSV by default) the browser saves as `filename`, streamed as it is produced."""
     return StreamingResponse(
         rows,
-        media_type="text/csv; charset=utf-8",
+        media_type=f"{media_type}; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
