@@ -11,8 +11,9 @@ so a test can assert the order of calls across them. No Redis, no network.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -53,8 +54,29 @@ class Landed:
     error: InvoiceError = field(default_factory=lambda: OutcomeUnknown("read timeout"))
 
 
-Outcome = Ok | Landed | InvoiceError
-"""One provider call's scripted fate: normal, landed-but-failed, or failed (not landed)."""
+@dataclass(frozen=True)
+class LandsLater:
+    """Scripted outcome of a create: the client gets `error` now, and the
+    provider processes the request `after_s` later by the provider's clock (a
+    queued or slow provider: the request landed after the client gave up).
+
+    A held-back request lands when the next call reaches the server at or
+    after its time, or when the test calls `FakeProvider.land_late()`.
+    """
+
+    after_s: float = 0.0
+    error: InvoiceError = field(default_factory=lambda: OutcomeUnknown("read timeout"))
+
+
+Outcome = Ok | Landed | LandsLater | InvoiceError
+"""One provider call's scripted fate: normal, landed-but-failed, landed later, or
+failed (not landed)."""
+
+
+@dataclass
+class _Late:
+    due_ms: int
+    land: Callable[[], object]
 
 
 class FakeProvider:
@@ -77,6 +99,8 @@ class FakeProvider:
     ) -> None:
         self.provider = provider
         self.refuse_duplicates = refuse_duplicates
+        self.clock: Callable[[], int] = lambda: 0
+        """The server's time in ms (`Fakes` makes it the fake ledger's clock)."""
         self.journal = Journal()
         self.calls: list[tuple[str, str]] = []
         """(kind, invoice number) of every call, `validate` included."""
@@ -91,6 +115,7 @@ class FakeProvider:
         self.paid: set[str] = set()
         """Provider ids that are paid: `void` refuses them with `CannotVoid`."""
         self._scripts: dict[str, deque[Outcome]] = {}
+        self._late: list[_Late] = []
         self._next_id = 0
 
     # -- scripting and inspection -------------------------------------------------
@@ -121,6 +146,17 @@ class FakeProvider:
         """How many calls of `kind` were made."""
         return sum(1 for k, _ in self.calls if k == kind)
 
+    def sent_copies(self, number: str) -> int:
+        """How many copies under `number` reached the customer."""
+        return sum(1 for r in self.held.get(number, []) if r.sent)
+
+    def land_late(self) -> None:
+        """Process every request still held back (`LandsLater`) now."""
+        late, self._late = self._late, []
+        for request in late:
+            with contextlib.suppress(InvoiceConflict):  # refused late: nothing held
+                request.land()
+
     # -- the InvoiceProvider protocol ----------------------------------------------
 
     def validate(self, invoice: Invoice) -> None:
@@ -139,13 +175,11 @@ class FakeProvider:
         outcome = self._next("create", invoice.number)
         if isinstance(outcome, InvoiceError):
             raise outcome
-        if self.refuse_duplicates and self.count(invoice.number):
-            raise InvoiceConflict(f"invoice {invoice.number} already exists", status=409)
-        receipt = self._new_receipt(invoice)
-        if send_now and self.provider is Provider.STAX:
-            receipt = receipt.model_copy(update={"sent": True, "status": "SENT"})
-            self.sends[invoice.number] = self.sends.get(invoice.number, 0) + 1
-        self.hold(receipt)
+        if isinstance(outcome, LandsLater):
+            due_ms = self.clock() + int(outcome.after_s * 1000)
+            self._late.append(_Late(due_ms, lambda: self._store(invoice, send_now)))
+            raise outcome.error
+        receipt = self._store(invoice, send_now)
         if isinstance(outcome, Landed):
             raise outcome.error
         return receipt
@@ -208,8 +242,29 @@ class FakeProvider:
             receipt if r.provider_id == receipt.provider_id else r for r in held
         ]
 
+    def _store(self, invoice: Invoice, send_now: bool) -> InvoiceReceipt:
+        """What the server does with a create request."""
+        if self.refuse_duplicates and self.count(invoice.number):
+            raise InvoiceConflict(f"invoice {invoice.number} already exists", status=409)
+        receipt = self._new_receipt(invoice)
+        if send_now and self.provider is Provider.STAX:
+            receipt = receipt.model_copy(update={"sent": True, "status": "SENT"})
+            self.sends[invoice.number] = self.sends.get(invoice.number, 0) + 1
+        self.hold(receipt)
+        return receipt
+
+    def _tick(self) -> None:
+        """One more call reached the server: requests held back land when due."""
+        now_ms = self.clock()
+        due = [late for late in self._late if late.due_ms <= now_ms]
+        self._late = [late for late in self._late if late.due_ms > now_ms]
+        for late in due:
+            with contextlib.suppress(InvoiceConflict):  # refused late: nothing held
+                late.land()
+
     def _next(self, kind: CallKind, number: str) -> Outcome:
         self._log(kind, number)
+        self._tick()
         for queue in (self._scripts.get(kind), self._scripts.get("*")):
             if queue:
                 return queue.popleft()
@@ -258,8 +313,10 @@ class FakeLedger:
         self.verify_tries = 0
         self.verifications: list[Verification] = []
         """Every `mark_verified`, in order."""
-        self.refuse_lease = 0
-        """`ensure_lease` raises `NotYet` this many more times (a lease near its end)."""
+        self.lease_checks = 0
+        """How many times `ensure_lease` was called."""
+        self.refuse_lease_checks: set[int] = set()
+        """Which `ensure_lease` calls (1 the first) find the lease too close to its end."""
         self.transitions: list[str] = []
         """Method names, in call order (`mark_sending`, `mark_created`, ...)."""
 
@@ -298,10 +355,10 @@ class FakeLedger:
         self.now_ms = max(self.now_ms, self.landing_until_ms, self.verify_after_ms)
 
     async def ensure_lease(self) -> None:
-        """Grant, unless `refuse_lease` says the lease is too close to its end."""
+        """Grant, unless `refuse_lease_checks` says the lease is too close to its end."""
         self.journal.append("ledger.ensure_lease")
-        if self.refuse_lease:
-            self.refuse_lease -= 1
+        self.lease_checks += 1
+        if self.lease_checks in self.refuse_lease_checks:
             raise NotYet(0.0, "lease too close to its end to start a request")
 
     async def mark_sending(self) -> None:
@@ -423,3 +480,4 @@ class Fakes:
         self.journal = self.provider.journal
         self.ledger = FakeLedger(self.journal)
         self.limiter = ImmediateLimiter(self.journal)
+        self.provider.clock = lambda: self.ledger.now_ms

@@ -121,6 +121,7 @@ async def enqueue(
     batch: str | None = None,
     chunk_size: int = 500,
     on_progress: Callable[[int], None] | None = None,
+    lookup_new: bool = False,
 ) -> EnqueueReport:
     """Enqueue records prepared by `worker.intake` as one new batch.
 
@@ -133,6 +134,9 @@ async def enqueue(
         batch: a name for the batch; its id is derived from it (or from the time).
         chunk_size: invoices per pipeline round trip.
         on_progress: called after each chunk with the number of items handled so far.
+        lookup_new: invoices the ledger did not know are looked up at the
+            provider before their create (`invoicer send`: an earlier run
+            without a ledger may have created them).
 
     Returns:
         The batch id and what happened to each record.
@@ -144,7 +148,8 @@ async def enqueue(
     items = await _started(items)
     batch_id = await create_batch(redis, keys, intake, batch)
     report = EnqueueReport(batch_id=batch_id, provider=intake.provider)
-    run = _Chunked(Enqueuer(redis, keys), report, intake.account, chunk_size, on_progress)
+    mode = "direct" if lookup_new else "enqueue"
+    run = _Chunked(Enqueuer(redis, keys), report, intake.account, chunk_size, on_progress, mode)
     try:
         if isinstance(items, AsyncIterable):
             async for some in items:
@@ -204,6 +209,7 @@ class _Chunked:
     account: str
     chunk_size: int
     progress: Callable[[int], None] | None = None
+    mode: str = "enqueue"
     handled: int = 0
     pending: list[Prepared | _Refused] = field(default_factory=list)
     inflight: asyncio.Task[None] | None = None
@@ -283,7 +289,7 @@ class _Chunked:
         calls = _calls(chunk)
         provider, batch = self.report.provider, self.report.batch_id
         head = self.enqueuer.head(
-            provider=provider, account=self.account, batch=batch, mode="enqueue"
+            provider=provider, account=self.account, batch=batch, mode=self.mode
         )
         async with self.enqueuer.redis.pipeline(transaction=False) as pipe:
             for refused, items in calls:

@@ -79,6 +79,8 @@ class LedgerRecord:
     """Duplicate copies voided by this invoice's verifications."""
     supersedes: str | None = None
     """The earlier batch this record was taken over from (worker/lua/common.lua, take_over)."""
+    open_ids: tuple[str, ...] = ()
+    """Duplicate copies left live (sent or paid): on the operator list."""
 
     @classmethod
     def parse(cls, invoice_key: str, raw: RawHash) -> LedgerRecord:
@@ -105,7 +107,8 @@ class LedgerRecord:
             landing_until_ms=int(h.get("landing_until_ms") or 0),
             unverified=h.get("unverified") == "1",
             verify_after_ms=int(h.get("verify_after_ms") or 0),
-            voided_ids=tuple(i for i in (h.get("voided_ids") or "").split(",") if i),
+            voided_ids=_ids(h.get("voided_ids")),
+            open_ids=_ids(h.get("open_ids")),
             supersedes=h.get("supersedes") or None,
         )
 
@@ -297,6 +300,11 @@ def _claim_of(r: Sequence[str], window_ms: int) -> Claim:
         landing_until_ms=landing_until_ms,
         unverified=r[16] == "1",
         verify_after_ms=int(r[17]),
-        voided_ids=frozenset(i for i in r[18].split(",") if i),
+        voided_ids=frozenset(_ids(r[18])),
         verify_tries=int(r[19]),
     )
+
+
+def _ids(joined: str | None) -> tuple[str, ...]:
+    """Provider ids as the scripts store them (comma-joined)."""
+    return tuple(i for i in (joined or "").split(",") if i)

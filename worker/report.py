@@ -16,10 +16,10 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import TextIO, TypeVar, cast
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
@@ -46,7 +46,11 @@ COLUMNS = (
     "attempts",
     "updated_at",
     "supersedes",
+    "voided_duplicates",
+    "open_duplicates",
 )
+"""The last two name late twins by provider id (space-separated): voided by
+verification, or left live because sent or paid (docs/operations.md)."""
 PAGE_SIZE = 500
 """Members read (and ledger records fetched, pipelined) per round trip."""
 
@@ -152,6 +156,8 @@ def _row(batch: str, invoice_key: str, record: LedgerRecord | None) -> Iterator[
     yield str(record.failures)
     yield iso_ms(record.updated_at_ms)
     yield record.supersedes or ""
+    yield " ".join(record.voided_ids)
+    yield " ".join(record.open_ids)
 
 
 def _superseded(record: LedgerRecord) -> Iterator[str]:
@@ -160,6 +166,14 @@ def _superseded(record: LedgerRecord) -> Iterator[str]:
     yield from ("", "", "")  # provider id, link and total are the later batch's
     yield f"superseded by batch {record.batch} (now {record.state.value} there)"
     yield from ("", iso_ms(record.updated_at_ms), "")
+    yield from ("", "")  # its twins are the later batch's too
+
+
+async def duplicate_counts(redis: aioredis.Redis, keys: Keys, batch: str) -> tuple[int, int]:
+    """(voided, left open) late twins among the invoices of `batch` (its counters)."""
+    read = redis.hmget(keys.batch(batch), ["voided", "duplicates_open"])
+    voided, left_open = await cast(Awaitable[list[bytes | None]], read)
+    return int(voided or 0), int(left_open or 0)
 
 
 def _number_of(invoice_key: str) -> str:

@@ -84,11 +84,20 @@ class StatusSnapshot:
     batch: BatchInfo | None = None
     refused_jobs: int = 0
     """Entries of the refused-jobs list (`worker.refused`): jobs no worker may run."""
+    unverified: int = 0
+    """Created after an unknown outcome, waiting for their landing window to
+    be looked up again (counted among created or sent, and in `remaining`)."""
+    voided: int = 0
+    """Late twins found by verification and voided at the provider."""
+    duplicates_found: int = 0
+    """Twins verification could not void (sent or paid) among these invoices."""
+    duplicates_open: int = 0
+    """Invoices on the operator list now (`invoicer duplicates list`), of every batch."""
 
     @property
     def remaining(self) -> int:
-        """Invoices still to be worked on (queued, sending, in doubt)."""
-        return sum(self.counts[s] for s in PENDING_STATES)
+        """Invoices still to be worked on (queued, sending, in doubt, unverified)."""
+        return sum(self.counts[s] for s in PENDING_STATES) + self.unverified
 
     @property
     def eta_s(self) -> float | None:
@@ -149,6 +158,10 @@ class StatusSnapshot:
             "total": self.total,
             "remaining": self.remaining,
             "dead_letters": self.dead_letters,
+            "unverified": self.unverified,
+            "voided": self.voided,
+            "duplicates_found": self.duplicates_found,
+            "duplicates_open": self.duplicates_open,
             "rate_per_minute": self.rate_per_minute,
             "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
             "providers": [p.as_dict() for p in self.providers],
@@ -181,13 +194,14 @@ async def read_status(
     pipe.hgetall(counters_key)
     pipe.zcard(keys.dead_letters())
     pipe.llen(keys.refused_jobs())
+    pipe.zcard(keys.duplicates())
     for p in providers:
         who = account_name(p, accounts.get(p, "default"))
         pipe.zcard(keys.queue(p))
         pipe.zcount(keys.queue(p), "-inf", now)
         pipe.zcount(keys.account_throughput(who), now - RATE_WINDOW_MS, "+inf")
         pipe.hgetall(keys.account_totals(who))
-    raw_counters, dead, refused, *per_provider = await pipe.execute()
+    raw_counters, dead, refused, listed, *per_provider = await pipe.execute()
     counters = decoded(raw_counters)
     if batch is not None and not counters:
         raise UnknownBatch(batch)
@@ -207,6 +221,10 @@ async def read_status(
         rate_per_minute=_rate(statuses, info),
         batch=info,
         refused_jobs=int(refused),
+        unverified=max(0, _int(counters.get("unverified"))),
+        voided=_int(counters.get("voided")),
+        duplicates_found=_int(counters.get("duplicates_open")),
+        duplicates_open=int(listed),
     )
 
 

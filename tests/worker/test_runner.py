@@ -415,14 +415,21 @@ async def test_landed_create_is_found_not_created_again(rig: Rig) -> None:
     rig.provider.script("create", Landed())
     await rig.retry()
     assert (await rig.record()).state is State.IN_DOUBT
-    # When the job runs again
+    # When the job runs again: it looks the invoice up and adopts it, unverified
+    await rig.retry()
+    record = await rig.record()
+    assert record.state is State.CREATED and record.unverified
+    assert record.verify_after_ms == record.landing_until_ms
+    # and once its landing window has passed it is looked up again: verified
+    await rig.pass_landing_window()
     assert (await rig.run())["outcome"] == "created"
-    # Then it looked the invoice up and adopted it: one invoice at the provider
-    assert [k for k, _ in rig.provider.calls] == ["validate", "create", "find"]
+    # Then one invoice at the provider, never created twice
+    assert [k for k, _ in rig.provider.calls] == ["validate", "create", "find_all", "find_all"]
     assert rig.provider.count("INV-1") == 1
     record = await rig.record()
-    assert record.receipt is not None
+    assert record.receipt is not None and not record.unverified
     assert record.receipt.provider_id == rig.provider.held["INV-1"][0].provider_id
+    assert (await rig.run())["outcome"] == "nothing_to_do"
 
 
 async def test_in_doubt_not_found_waits_out_the_landing_window_then_creates(rig: Rig) -> None:
@@ -442,15 +449,20 @@ async def test_in_doubt_not_found_waits_out_the_landing_window_then_creates(rig:
     assert (record.state, record.failures) == (State.IN_DOUBT, 1)
     assert "waiting" in [e["event"] for e in await rig.ledger.history(KEY)]
     # Then, the window passed, it looks up again and only then creates
+    # (unverified: verified once the new create's own window has passed)
+    await rig.pass_landing_window()
+    await rig.retry()
+    assert (await rig.record()).unverified
     await rig.pass_landing_window()
     assert (await rig.run())["outcome"] == "created"
     assert [k for k, _ in rig.provider.calls] == [
         "validate",
         "create",
-        "find",
-        "find",
+        "find_all",
+        "find_all",
         "validate",
         "create",
+        "find_all",
     ]
     assert rig.provider.count("INV-1") == 1
 

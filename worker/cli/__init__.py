@@ -46,6 +46,7 @@ _COMMAND_MODULES: dict[str, str] = {
     "demo": "demo",
     "dlq": "dlq",
     "refused": "refused",
+    "duplicates": "duplicates",
     "redis": "operate",
     "web": "web",
 }

@@ -30,7 +30,7 @@ from worker.cli import common
 from worker.enqueue import slug
 from worker.keys import account_name
 from worker.ledger import State
-from worker.report import write_atomically, write_report
+from worker.report import duplicate_counts, write_atomically, write_report
 from worker.settings import Settings
 from worker.status import ProviderStatus, StatusSnapshot, UnknownBatch, read_status
 from worker.times import local_ms
@@ -93,8 +93,12 @@ def report(
             rows = write_atomically(out, lambda fh: common.run(_report(s, batch, fh)))
     except UnknownBatch as exc:
         common.fail(str(exc))
+    voided, left_open = common.run(_duplicates(s, batch))
+    twins = f"duplicates voided {voided}, open {left_open}"
     if str(out) != "-":
-        common.err.print(f"wrote {rows} invoices to {out}", highlight=False)
+        common.err.print(f"wrote {rows} invoices to {out} ({twins})", highlight=False)
+    else:
+        common.err.print(twins, highlight=False)
 
 
 async def watch_status(
@@ -137,6 +141,11 @@ async def _snapshot(redis: aioredis.Redis, s: Settings, batch: str | None) -> St
 async def _snapshot_once(s: Settings, batch: str | None) -> StatusSnapshot:
     async with common.redis_client(s) as redis:
         return await _snapshot(redis, s, batch)
+
+
+async def _duplicates(s: Settings, batch: str) -> tuple[int, int]:
+    async with common.redis_client(s) as redis:
+        return await duplicate_counts(redis, common.keys(s), batch)
 
 
 async def _report(s: Settings, batch: str, out: TextIO) -> int:
@@ -238,6 +247,13 @@ def _summary(snap: StatusSnapshot) -> Text:
         line += "  ·  "
         line += Text(f"refused jobs {snap.refused_jobs:,}", style="yellow")
         line += " (invoicer refused list)"
+    # Exactly-once at work (docs/operations.md): shown once there is something to show.
+    if snap.unverified or snap.voided:
+        line += f"\nunverified {snap.unverified:,}  ·  duplicates voided {snap.voided:,}"
+    if snap.duplicates_open:
+        line += "\n"
+        line += Text(f"duplicates open {snap.duplicates_open:,}", style="red")
+        line += ": sent or paid twins a person must handle (invoicer duplicates list)"
     return line
 
 

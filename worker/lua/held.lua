@@ -53,9 +53,12 @@ local function verified(v, receipt)
     event(ik, what, state, c.id .. ' (' .. c.status .. '), duplicate of ' .. keeper)
     ids[#ids + 1] = c.id
   end
+  local open_ids = {}
   for _, c in ipairs(v.open) do
     event(ik, 'duplicate left open', state, c.id .. ' (' .. c.status .. '): ' .. c.why)
+    open_ids[#open_ids + 1] = c.id
   end
+  if #open_ids > 0 then redis.call('HSET', rec, 'open_ids', table.concat(open_ids, ',')) end
   if #ids > 0 then
     local old = redis.call('HGET', rec, 'voided_ids')
     local joined = table.concat(ids, ',')
