@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
 
+from jobs.create_invoice import NOT_FOUND_WHY
 from jobs.models import Invoice, Provider
 from sandbox.client import SandboxClient
-from sandbox.config import Faults, FaultSpec, SandboxConfig
+from sandbox.config import Faults, FaultSpec, SandboxConfig, Target
 from tests.worker.support import (
     enqueue,
     invoice,
@@ -61,6 +62,8 @@ class Figures:
     numbers_sent_more_than_one: list[str]
     numbers_sent_not_one: list[str]
     states: dict[str, int]
+    waited: int
+    """Invoices whose lookup found nothing inside a landing window, and waited."""
     seconds: float
 
     def line(self) -> str:
@@ -79,6 +82,7 @@ async def figures(
     *,
     kills: int,
     started: float,
+    faults: int | None = None,
 ) -> Figures:
     summary = await sandbox.copies_summary(provider.value)
     keys = Keys(settings_of(env).redis_prefix)
@@ -86,14 +90,18 @@ async def figures(
         [invoice_key(provider, "default", n) for n in numbers]
     )
     states: dict[str, int] = {}
+    waited = 0
+    ledger = Ledger(redis, keys)
     for record in records:
         assert record is not None
         states[record.state.value] = states.get(record.state.value, 0) + 1
+        history = await ledger.history(record.invoice_key)
+        waited += any(str(e["detail"]).startswith(NOT_FOUND_WHY) for e in history)
     voided, left_open = await duplicate_counts(redis, keys, batch)
     events = await sandbox.fault_events()
     return Figures(
         invoices=len(numbers),
-        faults=len(events),
+        faults=len(events) if faults is None else faults,
         kills=kills,
         created=summary.created,
         duplicates_created=summary.created - len(numbers),
@@ -106,6 +114,7 @@ async def figures(
         numbers_sent_more_than_one=summary.sent_more_than_one,
         numbers_sent_not_one=summary.sent_not_one,
         states=states,
+        waited=waited,
         seconds=round(time.monotonic() - started, 1),
     )
 
@@ -196,11 +205,18 @@ async def slow_provider_kill(
     in_flight: int,
     latency_s: float,
     lease_s: float,
+    slow_lookups: bool,
     provider: Provider = Provider.MAAST,
 ) -> Figures:
-    """A provider slower than the lease (every call kind); a worker SIGKILLed with
-    `in_flight` requests at the provider, its leases left to expire, a second
-    worker taking over while those requests are still being processed."""
+    """A provider slower than the lease; a worker SIGKILLed with `in_flight`
+    create requests at the provider, its leases left to expire, a second
+    worker taking over while those requests are still being processed.
+
+    `slow_lookups=False` slows creates only: the takeover's lookup is answered
+    at once, before the dead worker's creates land, and finds nothing (what
+    duplicated without landing windows). `True` slows every call kind.
+    The figures' `faults` is the number of requests in flight at the kill.
+    """
     read_s = latency_s + 3
     env = worker_env(
         redis_url,
@@ -209,10 +225,12 @@ async def slow_provider_kill(
         INVOICER_READ_TIMEOUT_S=f"{read_s:g}",
         STAX_RATE_PER_MINUTE="60000",
     )
-    targets = frozenset({"create", "send", "lookup", "void"})
+    slowed: frozenset[Target] = frozenset({"create", "send", "lookup", "void"})
+    if not slow_lookups:
+        slowed = frozenset({"create"})
     await sandbox.configure(SandboxConfig(stax_rate_per_window=None))
     await sandbox.set_faults(
-        Faults(latency_ms=latency_s * 1000, targets=targets, latency_targets=targets)
+        Faults(latency_ms=latency_s * 1000, targets=slowed, latency_targets=slowed)
     )
     items = _items("SLOW", invoices, send=False)
     started = time.monotonic()
@@ -225,7 +243,15 @@ async def slow_provider_kill(
     await asyncio.to_thread(wait_all, [survivor], 900)
     numbers = [i.number for i in items]
     return await figures(
-        redis, sandbox, env, provider, report.batch_id, numbers, kills=1, started=started
+        redis,
+        sandbox,
+        env,
+        provider,
+        report.batch_id,
+        numbers,
+        kills=1,
+        started=started,
+        faults=in_flight,
     )
 
 

@@ -76,9 +76,11 @@ async def test_late_commits_beyond_the_window_are_voided_and_sent_once(
     assert f.states == {"sent": f.invoices}
 
 
-async def test_a_worker_killed_with_requests_in_flight_at_a_slow_provider_duplicates_nothing(
+async def test_a_worker_killed_with_creates_in_flight_at_a_slow_provider_duplicates_nothing(
     redis_url: str, redis_client: aioredis.Redis, sandbox: SandboxClient, sandbox_url: str
 ) -> None:
+    # creates slower than the lease, lookups answered at once: the takeover's
+    # first lookup finds nothing, and must not believe it before the window
     f = await slow_provider_kill(
         redis_url,
         redis_client,
@@ -88,6 +90,9 @@ async def test_a_worker_killed_with_requests_in_flight_at_a_slow_provider_duplic
         in_flight=20,
         latency_s=3.0,
         lease_s=2.0,
+        slow_lookups=False,
     )
     assert f.created == f.live == f.invoices and f.duplicates_created == 0, f
+    # the takeover did find nothing at first, and waited out the window
+    assert f.waited > 0, f
     assert f.numbers_live_not_one == [] and f.states == {"created": f.invoices}

@@ -9,19 +9,23 @@ counters, the operator list, `invoicer status` and the batch report.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
 import redis.asyncio as aioredis
+from typer.testing import CliRunner, Result
 
 from jobs.errors import OutcomeUnknown
 from jobs.models import InvoiceReceipt, Provider
 from tests.fakes import Landed
 from tests.worker.test_ledger import assert_counts_match, counters
-from tests.worker.test_runner import Rig, build_rig, make_invoice
+from tests.worker.test_runner import PREFIX, Rig, build_rig, make_invoice
+from worker.cli import app
 from worker.duplicates import Duplicates
 from worker.ledger import State
 from worker.report import duplicate_counts, write_report
@@ -176,3 +180,38 @@ async def test_status_and_report_show_voided_and_open_duplicates(rig: Rig) -> No
     await write_report(r.redis, r.keys, record.batch, out)
     (row,) = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert (row["voided_duplicates"], row["open_duplicates"]) == ("late-1", "")
+
+
+async def invoke(redis_url: str, *args: str) -> Result:
+    env = {"INVOICER_REDIS_URL": redis_url, "INVOICER_REDIS_PREFIX": PREFIX, "COLUMNS": "250"}
+    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
+
+
+async def test_the_operator_list_is_listed_shown_by_status_and_resolved(
+    rig: Rig, redis_url: str
+) -> None:
+    # Given an invoice whose sent twin could not be voided
+    await rig.enqueue(make_invoice(send=True))
+    rig.provider.script("create", Landed())
+    await rig.retry(KEY)
+    rig.provider.hold(twin("other-sent", sent=True))
+    await rig.retry(KEY)
+    await rig.pass_landing_window(KEY)
+    await rig.run(KEY)
+    # When an operator looks
+    listed = await invoke(redis_url, "duplicates", "list", "--json")
+    status = await invoke(redis_url, "status", "--json")
+    table = await invoke(redis_url, "status")
+    # Then the list names it with both provider ids, and status counts it
+    assert listed.exit_code == 0, listed.output
+    (entry,) = json.loads(listed.stdout)
+    keeper = rig.provider.held["INV-1"][0].provider_id
+    assert (entry["invoice_key"], entry["keeper"]) == (KEY, keeper)
+    assert [c["provider_id"] for c in entry["copies"]] == ["other-sent"]
+    assert json.loads(status.stdout)["duplicates_open"] == 1
+    assert "duplicates open 1" in table.stdout and "invoicer duplicates list" in table.stdout
+    # and once dealt with at the provider, it is taken off the list
+    assert (await invoke(redis_url, "duplicates", "resolve", KEY)).exit_code == 0
+    assert json.loads((await invoke(redis_url, "duplicates", "list", "--json")).stdout) == []
+    again = await invoke(redis_url, "duplicates", "resolve", KEY)
+    assert again.exit_code == 2 and "not on the list" in again.stderr
