@@ -237,9 +237,13 @@ async def slow_provider_kill(
     report = await enqueue(env, list(items), provider)
     victim = start_worker(env, "--providers", provider.value, "--concurrency", str(in_flight))
     await _until_in_flight(sandbox, provider, victim, in_flight, timeout_s=60)
+    # The survivor is up before the kill (it takes the invoices the victim had
+    # not started), so it takes the dead worker's over as soon as their leases
+    # expire: well before those creates are processed.
+    survivor = start_worker(env, "--providers", provider.value, "--burst")
+    await _until_workers(redis, env, 2, survivor)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    survivor = start_worker(env, "--providers", provider.value, "--burst")
     await asyncio.to_thread(wait_all, [survivor], 900)
     numbers = [i.number for i in items]
     return await figures(
@@ -272,6 +276,18 @@ async def _until_in_flight(
             assert await sandbox.created_counts(provider.value) == {}, "answered too soon"
             return
         assert time.monotonic() < deadline, f"only {received} requests reached the sandbox"
+        await asyncio.sleep(0.05)
+
+
+async def _until_workers(
+    redis: aioredis.Redis, env: Env, count: int, worker: subprocess.Popen[bytes]
+) -> None:
+    """Wait until `count` worker processes wrote their heartbeat record."""
+    key = Keys(settings_of(env).redis_prefix).workers()
+    deadline = time.monotonic() + 60
+    while int(await redis.hlen(key)) < count:  # type: ignore[misc]
+        assert worker.poll() is None, worker.stderr.read().decode() if worker.stderr else ""
+        assert time.monotonic() < deadline, "the second worker never started"
         await asyncio.sleep(0.05)
 
 

@@ -88,7 +88,7 @@ async def test_a_worker_killed_with_creates_in_flight_at_a_slow_provider_duplica
         sandbox_url,
         invoices=30,
         in_flight=20,
-        latency_s=3.0,
+        latency_s=6.0,
         lease_s=2.0,
         slow_lookups=False,
     )
