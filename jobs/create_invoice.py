@@ -80,7 +80,7 @@ async def create_invoice(
             ledger=ledger,
             limiter=limiter,
         )
-    if invoice.send and not receipt.sent:
+    if invoice.send and not receipt.sent and not receipt.voided:
         receipt = await _send(
             invoice, receipt, claim, provider=provider, ledger=ledger, limiter=limiter
         )

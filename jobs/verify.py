@@ -12,9 +12,13 @@ every copy with our number (`find_all`) shows them all. The keeper rule:
   delete); one that was sent, or that the provider will not void (paid),
   goes to the operator list with its id and status: it is never silent.
 
-If the ledger's copy is not among the live copies, the listing may lag:
-nothing is voided on such a view, and verification is tried again later;
-after `LISTING_TRIES` views the invoice goes to the operator list.
+If the ledger's copy is found voided beside live ones, an earlier
+verification of ours was interrupted after voiding it in favour of a sent
+copy (or a person voided it): the live copies decide, as a lookup's
+adoption would. If it is not listed at all (or nothing is live), the
+listing may lag: nothing is voided on such a view, and verification is
+tried again later; after `LISTING_TRIES` views the invoice goes to the
+operator list, and a voided copy is never sent.
 
 Pure decisions (`plan`) are apart from the requests (`verify`), which use the
 ports only (docs/operations.md, "Verification and voiding").
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from jobs.errors import CannotVoid, NotYet, PermanentError
-from jobs.models import Invoice, InvoiceReceipt
+from jobs.models import Invoice, InvoiceReceipt, keeper_of
 from jobs.ports import Duplicate, InvoiceProvider, LedgerEntry, Limiter, Verification
 from jobs.requests import paced
 
@@ -59,26 +63,38 @@ def plan(
         copies: every copy the provider holds with our number, voided too.
         voided_ids: copies earlier verifications voided (not counted again).
     """
-    found_voided = tuple(
-        _duplicate(c)
-        for c in copies
-        if c.voided and c.provider_id != ours.provider_id and c.provider_id not in voided_ids
-    )
     live = [c for c in copies if not c.voided]
-    listed = next((c for c in live if c.provider_id == ours.provider_id), None)
-    if listed is None:
-        return Plan(keeper=None, found_voided=found_voided)
-    listed = listed.model_copy(update={"sent": listed.sent or ours.sent})
-    sent = [c for c in live if c.sent]
-    keeper = listed if listed.sent or not sent else sent[0]
+    listed = next((c for c in copies if c.provider_id == ours.provider_id), None)
+    if listed is None or (listed.voided and not live):
+        return Plan(keeper=None, found_voided=_found_voided(copies, ours, voided_ids))
+    if listed.voided:
+        # An earlier verification of ours, interrupted, voided the ledger's
+        # copy in favour of a sent one (or a person voided it): the live
+        # copies decide, by the same rule as a lookup's adoption.
+        keeper = keeper_of(live)
+        assert keeper is not None
+    else:
+        listed = listed.model_copy(update={"sent": listed.sent or ours.sent})
+        live = [listed if c.provider_id == listed.provider_id else c for c in live]
+        sent = [c for c in live if c.sent]
+        keeper = listed if listed.sent or not sent else sent[0]
     others = [c for c in live if c.provider_id != keeper.provider_id]
-    if keeper is not listed:
-        others = [listed if c.provider_id == listed.provider_id else c for c in others]
     return Plan(
         keeper=keeper,
         to_void=tuple(c for c in others if not c.sent),
         open=tuple(_duplicate(c, SENT_WHY) for c in others if c.sent),
-        found_voided=found_voided,
+        found_voided=_found_voided(copies, keeper, voided_ids),
+    )
+
+
+def _found_voided(
+    copies: Sequence[InvoiceReceipt], keeper: InvoiceReceipt, voided_ids: frozenset[str]
+) -> tuple[Duplicate, ...]:
+    """Voided copies other than the keeper that no verification counted yet."""
+    return tuple(
+        _duplicate(c)
+        for c in copies
+        if c.voided and c.provider_id != keeper.provider_id and c.provider_id not in voided_ids
     )
 
 
@@ -143,16 +159,19 @@ async def _not_listed(
     tries = await ledger.mark_verify_later(why)
     if tries < LISTING_TRIES:
         raise NotYet(LISTING_RETRY_S, why)
+    # Kept as listed: a copy that is voided (with nothing live beside it) is
+    # recorded so, and is never sent.
+    listed = next((c for c in copies if c.provider_id == ours.provider_id), ours)
     others = tuple(_duplicate(c) for c in copies if not c.voided)
     await ledger.mark_verified(
         Verification(
-            keeper=ours,
+            keeper=listed,
             found_voided=decided.found_voided,
             open=others,
             why=f"{why} after {tries} lookups: look at the provider",
         )
     )
-    return ours
+    return listed
 
 
 def _duplicate(copy: InvoiceReceipt, why: str = "") -> Duplicate:

@@ -266,6 +266,26 @@ async def test_a_void_that_fails_transiently_is_tried_again_and_counted_once(
     assert [d.provider_id for d in (*v.voided, *v.found_voided)] == ["late"]
 
 
+async def test_our_copy_voided_by_an_interrupted_verification_leaves_the_sent_twin_kept() -> None:
+    # Given a verification that chose a sent twin and voided our draft, but
+    # never heard back (the void took effect)
+    f = stax()
+    ours = copy("ours")
+    f.provider.hold(copy("late-sent", sent=True))
+    f.provider.hold(ours)
+    f.provider.script("void", Landed())
+    unverified(f, ours)
+    with pytest.raises(OutcomeUnknown):
+        await run(f, make_invoice(send=True))
+    # When verification runs again: ours is listed voided, the twin live
+    receipt = await run(f, make_invoice(send=True))
+    # Then the twin is kept (the customer has it), ours counted voided once, nothing sent
+    assert receipt.provider_id == "late-sent" and f.ledger.state == "sent"
+    v = f.ledger.verifications[0]
+    assert v.voided == () and [d.provider_id for d in v.found_voided] == ["ours"]
+    assert f.provider.calls_of("send") == 0 and f.provider.sent_copies("INV-1") == 1
+
+
 async def test_a_twin_voided_by_an_earlier_verification_is_not_counted_again() -> None:
     f = stax()
     ours = copy("ours")
