@@ -85,6 +85,8 @@ async def test_overview_shows_each_provider_its_queue_and_the_workers(
     page = (await client.get("/")).text
     assert 'id="provider-maast"' in page and 'id="provider-stax"' in page
     assert 'data-k="queued">1<' in page and 'data-k="in_doubt">0<' in page
+    maast = page.split('id="provider-maast"')[1].split('id="provider-stax"')[0]
+    assert 'data-k="remaining">1<' in maast and 'data-k="eta">' in maast
     assert "failure budget left" in page and "of 8 this minute" in page  # Stax's default budget
     assert "limit 100/min" in page  # Stax's rate limit line on its chart
     assert 'class="bar-created"' in page and 'class="bar-rejected"' in page
