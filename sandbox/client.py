@@ -48,8 +48,8 @@ class SandboxClient:
         return json.loads(response.content, parse_float=Decimal)
 
     async def stats(self) -> JsonObject:
-        """`providers.{maast,stax}.{requests, per_second, busiest_second, status_counts}`,
-        `fault_events` and `blocked_ips`."""
+        """`providers.{maast,stax}.{requests, per_second, busiest_second,
+        busiest_5s, status_counts}`, `fault_events` and `blocked_ips`."""
         return cast(JsonObject, await self._get("/stats"))
 
     async def invoices(self, provider: ProviderName) -> list[JsonObject]:

@@ -90,14 +90,14 @@ class ProviderStats:
             seconds[tick // _TICKS_PER_S] += n
         return dict(sorted(seconds.items()))
 
-    def busiest_window(self) -> tuple[float, int]:
-        """Start (epoch s) and count of the busiest sliding one-second window."""
+    def busiest_window(self, window_s: int = 1) -> tuple[float, int]:
+        """Start (epoch s) and count of the busiest sliding window of `window_s` seconds."""
         best_start, best = 0.0, 0
         ticks = sorted(self.ticks.items())
         running, tail = 0, 0
         for tick, n in ticks:
             running += n
-            while ticks[tail][0] <= tick - _TICKS_PER_S:
+            while ticks[tail][0] <= tick - window_s * _TICKS_PER_S:
                 running -= ticks[tail][1]
                 tail += 1
             if running > best:
@@ -107,10 +107,12 @@ class ProviderStats:
     def summary(self) -> Doc:
         """The provider's counts, JSON-ready."""
         start, busiest = self.busiest_window()
+        start_5s, busiest_5s = self.busiest_window(5)
         return {
             "requests": self.requests,
             "per_second": {str(s): n for s, n in self.per_second().items()},
             "busiest_second": {"start": start, "count": busiest},
+            "busiest_5s": {"start": start_5s, "count": busiest_5s},
             "status_counts": dict(sorted(self.statuses.items())),
         }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx2
 
 from sandbox import SandboxClient, SandboxConfig, running_sandbox
+from sandbox.state import ProviderStats
 from tests.sandbox.conftest import MAAST_AUTH, STAX_AUTH
 
 
@@ -57,3 +58,13 @@ async def test_in_process_mode() -> None:
             assert response.status_code == 400
         async with SandboxClient(url) as client:
             assert await client.invoices("maast") == []
+
+
+def test_busiest_windows_slide_over_one_and_five_seconds() -> None:
+    stats = ProviderStats()
+    for at_s in (100.0, 100.5, 101.2, 103.0, 104.9, 105.1, 110.0):
+        stats.count(at_s)
+    assert stats.busiest_window() == (100.0, 2)
+    # 100.0 .. 104.9 is five requests inside five seconds; 105.1 is past 100.0 + 5.
+    assert stats.busiest_window(5) == (100.0, 5)
+    assert stats.summary()["busiest_5s"] == {"start": 100.0, "count": 5}

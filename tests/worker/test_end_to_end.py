@@ -156,12 +156,16 @@ async def test_three_workers_share_one_rate_limit(
     workers = [start_worker(env, "--providers", "maast", "--burst") for _ in range(3)]
     await asyncio.to_thread(wait_all, workers, 90)
 
-    # Then each invoice was created once and no one-second window saw more than 20 requests.
+    # Then each invoice was created once and the sandbox never saw the limit exceeded.
     assert await sandbox.created_counts("maast") == {inv.number: 1 for inv in valid}
     stats = await sandbox.stats()
     maast = stats["providers"]["maast"]  # type: ignore[index]
-    busiest = maast["busiest_second"]["count"]
-    assert 10 <= busiest <= 20, maast
+    # Slots leave 51 ms apart (2% under the limit), so any 5 s hold at most 98 of
+    # them; the sandbox counts arrivals when its event loop handles them, which
+    # a loaded machine shifts by tens of ms: 5 s leave 100 ms of slack for that,
+    # one second only 20 ms, hence one request of tolerance there.
+    assert maast["busiest_5s"]["count"] <= 100, maast
+    assert 10 <= maast["busiest_second"]["count"] <= 21, maast
 
 
 async def test_stax_failures_pause_before_the_ip_block(
