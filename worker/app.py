@@ -28,21 +28,32 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypedDict
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+import redis.asyncio as aioredis
+from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Worker, func
+from redis.asyncio import ConnectionPool
 
 from jobs.models import Provider
 from worker.arq_job import JOB_FUNCTION, MAX_TRIES, deserialize_job, serialize_job
+from worker.arq_loop import PollLoop
 from worker.arq_worker import BatchStartWorker, BurstStopped
 from worker.burst import Stalled, WorkerRun, stalled_by
 from worker.embedded import with_redis
 from worker.keys import Keys
 from worker.observability import job_reporting, protect, setup_sentry
+from worker.outage import Outage, retried_after_outage
 from worker.runner import create_invoice_job
-from worker.runtime import Runtime, in_progress_s
+from worker.runtime import STARTUP_WAIT_S, Runtime
 from worker.settings import Settings, load_settings
 
 log = logging.getLogger("invoicer.worker")
+
+
+CALL_TIMEOUT_S = 15.0
+"""A Redis call of a worker still unanswered this long is an outage (`worker_pool`)."""
+OWN_TIMEOUT_MARGIN_S = 5.0
+"""A job still running this long before arq's timeout is retried by us instead
+(`worker.outage.retried_after_outage`): arq's timeout would drop it."""
 
 
 def job_timeout_s(settings: Settings) -> float:
@@ -56,7 +67,13 @@ def worker_options(settings: Settings, provider: Provider) -> dict[str, Any]:
     return {
         "functions": [
             func(
-                job_reporting(JOB_FUNCTION, create_invoice_job),
+                job_reporting(
+                    JOB_FUNCTION,
+                    retried_after_outage(
+                        create_invoice_job,
+                        timeout_s=job_timeout_s(settings) - OWN_TIMEOUT_MARGIN_S,
+                    ),
+                ),
                 name=JOB_FUNCTION,
                 max_tries=MAX_TRIES,
                 timeout=job_timeout_s(settings),
@@ -102,10 +119,10 @@ async def run_workers(
     """
     protect(settings)
     setup_sentry(settings.sentry_dsn)
-    pool = await create_pool(
-        redis_settings(settings), job_serializer=serialize_job, job_deserializer=deserialize_job
-    )
-    runtime = await Runtime.start(settings, pool, list(providers))
+    outage = Outage()
+    pool = worker_pool(settings)
+    await redis_up(pool, outage)
+    runtime = await Runtime.start(settings, pool, list(providers), outage=outage)
     workers = [_worker(settings, p, pool, runtime, burst=burst) for p in providers]
     _install_signal_handlers(workers, on_signal)
     try:
@@ -119,10 +136,36 @@ async def run_workers(
     return WorkerRun(jobs=jobs, stalled=tuple(q for q in stopped if q is not None))
 
 
+async def redis_up(redis: aioredis.Redis, outage: Outage | None = None) -> None:
+    """Wait for a Redis that does not answer yet (a supervisor started it with
+    us), `STARTUP_WAIT_S` at most, logging one line; a refused password is
+    not waited for (`worker.outage.Outage.retrying`)."""
+    await (outage or Outage()).retrying(redis.ping, give_up_after_s=STARTUP_WAIT_S)
+
+
+def worker_pool(settings: Settings) -> ArqRedis:
+    """The Redis client of a worker process, shared by its arq workers and runtime.
+
+    arq's `create_pool` sets no read timeout: a Redis that stops answering
+    without closing the connection (a network partition) would hold every
+    call for as long as TCP takes to give up, many minutes. Ours time out
+    after `CALL_TIMEOUT_S`, an outage like any other (`worker.outage`).
+    """
+    if settings.redis_url is None:
+        raise RuntimeError("resolve the Redis URL (embedded or configured) before building workers")
+    connections = ConnectionPool.from_url(
+        settings.redis_url.get_secret_value(),
+        socket_timeout=CALL_TIMEOUT_S,
+        socket_connect_timeout=CALL_TIMEOUT_S,
+    )
+    return ArqRedis(connections, job_serializer=serialize_job, job_deserializer=deserialize_job)
+
+
 def _worker(
     settings: Settings, provider: Provider, pool: ArqRedis, runtime: Runtime, *, burst: bool
 ) -> BatchStartWorker:
-    worker = BatchStartWorker(
+    # Its in-progress timeout comes from the runtime's settings (`BatchStartWorker.main`).
+    return BatchStartWorker(
         **worker_options(settings, provider),
         redis_pool=pool,
         burst=burst,
@@ -132,10 +175,6 @@ def _worker(
         provider=provider,
         burst_stop=partial(stalled_by, runtime.limiters[provider]),
     )
-    # arq derives this from the job timeout (minutes) and never renews it;
-    # ours is short and renewed by the runtime's heartbeat (worker/runtime.py).
-    worker.in_progress_timeout_s = in_progress_s(settings)
-    return worker
 
 
 async def _drain(worker: BatchStartWorker) -> Stalled | None:
@@ -197,7 +236,18 @@ async def _arq_shutdown(ctx: ArqContext) -> None:
 
 
 def arq_settings_class(provider: Provider, settings: Settings | None = None) -> type:
-    """A `WorkerSettings` class as arq's CLI expects, for one provider queue."""
+    """A `WorkerSettings` class as arq's CLI expects, for one provider queue.
+
+    arq's CLI builds `arq.worker.Worker` by name (`arq.worker.create_worker`)
+    and offers no way to pick another class; a process that asks for ours
+    gets `PollLoop` instead: arq's own worker, whose poll loop outlives a
+    Redis restart where arq's exits, and takes only jobs surely on disk
+    (`worker.arq_loop`). The batching and the refusal of poison-pill jobs
+    (`BatchStartWorker`) are `invoicer worker`'s.
+    """
+    import arq.worker
+
+    arq.worker.Worker = PollLoop  # type: ignore[misc]
     settings, _ = with_redis(settings or load_settings())
     options = worker_options(settings, provider)
     options.pop("job_completion_wait")  # arq's CLI installs its own handlers

@@ -5,10 +5,12 @@ round trips, one job after the other) and ends each with its own
 transaction: at a thousand jobs a second that is most of a worker's CPU
 (docs/benchmarks.md, `overhead`). This subclass keeps arq's semantics and
 code for everything else (slots, run, retry, results) and only batches those
-two steps. It relies on arq 0.28 internals (`sem`, `job_counter`, `tasks`,
-`_release_sem_dec_counter_on_complete`, `finish_job`'s signature): re-check
-them on any arq upgrade (the end-to-end, shutdown and kill tests in
-tests/worker exercise them).
+two steps. Its poll loop (`worker.arq_loop.PollLoop`) outlives Redis outages, which
+arq's own does not, and takes only jobs whose record is surely on disk.
+It relies on arq 0.28 internals (`sem`, `job_counter`, `tasks`,
+`_release_sem_dec_counter_on_complete`, `finish_job`'s signature, `main`'s
+steps): re-check them on any arq upgrade (the end-to-end, shutdown, kill and
+Redis-restart tests in tests/worker exercise them).
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from arq.utils import timestamp_ms, to_ms
-from arq.worker import Worker
+from arq.utils import to_ms
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -30,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from jobs.models import Provider
 from worker.arq_job import MAX_TRIES
+from worker.arq_loop import PollLoop
 from worker.keys import ARQ_ABORT, ARQ_IN_PROGRESS, ARQ_JOB, ARQ_RESULT, ARQ_RETRY
 from worker.observability import describe_bug
 from worker.refused import MAX_JOB_BYTES, MAX_JOB_ID_BYTES, Refusals, problem_of, shown
@@ -78,7 +80,7 @@ def _name(raw_id: bytes) -> str:
     return raw_id.decode(errors="backslashreplace")
 
 
-class BatchStartWorker(Worker):
+class BatchStartWorker(PollLoop):
     """arq's `Worker`, taking the jobs of a poll with one script call.
 
     arq takes each job with WATCH, EXISTS, ZSCORE and MULTI/PSETEX/EXEC:
@@ -142,7 +144,13 @@ class BatchStartWorker(Worker):
                 return
             batch, pending = pending[:slots], pending[slots:]
             self.job_counter += slots
-            taken = await self._take(batch)
+            try:
+                taken = await self._take(batch)
+            except BaseException:  # Redis away: give the slots back, the poll waits
+                self.job_counter -= slots
+                for _ in range(slots):
+                    self.sem.release()
+                raise
             for raw_id in batch:
                 job = taken.get(raw_id)
                 if job is None:
@@ -164,8 +172,7 @@ class BatchStartWorker(Worker):
 
         The checks before it (`_take`) let through only jobs arq can run;
         should arq still fail on one (it changed between the check and arq's
-        read), the job is refused. A lost Redis connection is left to the
-        poll loop.
+        read), the job is refused. A Redis outage is `PollLoop.run_job`'s.
         """
         try:
             await super().run_job(job_id, score)
@@ -199,7 +206,8 @@ class BatchStartWorker(Worker):
 
     async def _take(self, job_ids: list[bytes]) -> dict[bytes, _Taken]:
         ttl_ms = int(self.in_progress_timeout_s * 1000)
-        args: list[bytes | str | int] = [self.queue_name, ARQ_IN_PROGRESS, timestamp_ms(), ttl_ms]
+        due = self.due_before_ms()  # `PollLoop`: only jobs surely on disk
+        args: list[bytes | str | int] = [self.queue_name, ARQ_IN_PROGRESS, due, ttl_ms]
         args += [ARQ_JOB, ARQ_RETRY, MAX_JOB_BYTES, MAX_JOB_ID_BYTES, MAX_TRIES]
         if self._start_script is None:
             self._start_script = self.pool.register_script(_START_JOBS_LUA)

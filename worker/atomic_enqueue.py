@@ -20,13 +20,16 @@ capped at `MAX_INVOICES` so that one call blocks Redis for milliseconds
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import redis.asyncio as aioredis
 
 from jobs.sources import RecordError
 from worker.enqueue import EnqueueOutcome, Enqueuer, EnqueueReport, new_batch_id, register_batch
+from worker.epoch import Epoch, EpochError, refused_on
 from worker.intake import Intake, Prepared, Taken
 from worker.keys import Keys
+from worker.lua import MAX_ROUNDS
 from worker.replies import text
 
 MAX_INVOICES = 1000
@@ -75,14 +78,40 @@ async def enqueue_atomically(
     )
     for _, _, item in good:
         args += item
-    async with redis.pipeline(transaction=True) as pipe:
-        register_batch(pipe, keys, intake, batch, report.batch_id)
-        if good:
-            await enqueuer.script(args=args, client=pipe)
-        replies = await pipe.execute()
+    script_args = args if good else None
+    replies = await _run(redis, keys, intake, batch, report.batch_id, enqueuer, script_args)
     if good:
-        _count(replies[-1], good, report)
+        _count(cast(list[bytes | str | int], replies[-1]), good, report)
     return report
+
+
+async def _run(
+    redis: aioredis.Redis,
+    keys: Keys,
+    intake: Intake,
+    name: str | None,
+    batch_id: str,
+    enqueuer: Enqueuer,
+    args: list[str | bytes] | None,
+) -> list[object]:
+    """The transaction: the batch registered, the script run; sent again if
+    Redis became another instance meanwhile (`worker.epoch`: the script
+    refused, and registering the batch again changes nothing)."""
+    for _ in range(MAX_ROUNDS):
+        async with redis.pipeline(transaction=True) as pipe:
+            register_batch(pipe, keys, intake, name, batch_id)
+            if args is not None:
+                await enqueuer.script(args=args, client=pipe)
+            replies: list[object] = await pipe.execute(raise_on_error=False)
+        refused = refused_on(replies[-1]) if args is not None else None
+        if refused is None:
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return replies
+        epoch = Epoch.of(redis)
+        await epoch.refused(enqueuer.env, epoch.run_id)
+    raise EpochError("Redis keeps changing instance")
 
 
 def _count(reply: list[bytes | str | int], good: list[Prepared], report: EnqueueReport) -> None:

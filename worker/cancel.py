@@ -34,7 +34,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from worker.keys import Keys
-from worker.lua import script_env, source
+from worker.lua import Scripts, script_env
 from worker.replies import text
 from worker.status import UnknownBatch
 
@@ -96,7 +96,7 @@ async def cancel_batch(
     """
     if not await redis.exists(keys.batch(batch_id)):
         raise UnknownBatch(batch_id)
-    script = redis.register_script(source("cancel"))
+    script = Scripts.register(redis).cancel
     head: list[str] = [script_env(keys), "", batch_id, CANCELLED_ERROR]
     report = CancelReport(batch_id)
     start = 0

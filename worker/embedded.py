@@ -10,6 +10,11 @@ Commands that only read or steer (`status`, `report`, `dlq`, `pause`) pass
 `create=False`: they restart a stopped server over its saved data, but never
 start a new, empty one, which would answer "nothing remaining" about a
 project whose invoices live in another data directory.
+
+It runs with `appendfsync always`: every write it acknowledges is on disk, so
+even a power cut loses no decision of the ledger (docs/operations.md,
+"Redis"). That costs an fsync per event-loop turn of Redis, shared by every
+write of that turn: small next to a provider's round trip.
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ def ensure_running(data_dir: Path, *, timeout_s: float = 10.0) -> tuple[str, boo
         EmbeddedRedisError: it cannot be started (the message says why and where).
     """
     if is_running(data_dir):
+        _make_safe(data_dir)
         return socket_url(data_dir), False
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -115,6 +121,17 @@ def _last_log_line(data_dir: Path) -> str:
     return lines[-1] if lines else ""
 
 
+def _make_safe(data_dir: Path) -> None:
+    """One started by an older version may run with `appendfsync everysec`."""
+    client = redis.Redis(unix_socket_path=str(data_dir / SOCKET_NAME), socket_timeout=5)
+    try:
+        client.config_set("appendfsync", "always")
+    except redis.RedisError:
+        pass  # the workers' start-up check names the setting
+    finally:
+        client.close()
+
+
 def stop(data_dir: Path) -> bool:
     """Shut the embedded Redis down (saving its AOF); False if none was running."""
     if not is_running(data_dir):
@@ -139,7 +156,7 @@ def _command(data_dir: Path) -> list[str]:
         "--unixsocketperm", "700",
         "--dir", str(here),
         "--appendonly", "yes",
-        "--appendfsync", "everysec",
+        "--appendfsync", "always",  # acknowledged means on disk
         "--save", "",
         "--pidfile", str(here / "redis.pid"),
         "--logfile", str(here / "redis.log"),

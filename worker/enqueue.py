@@ -28,13 +28,30 @@ from redis.asyncio.client import Pipeline
 from jobs.models import Invoice, Provider
 from jobs.sources import RecordError
 from worker.dead_letter import invalid_entry
+from worker.durability import confirm_enqueued
 from worker.enqueue_report import EnqueueOutcome, EnqueueReport
+from worker.epoch import Epoch
 from worker.intake import Intake, Prepared, Taken, script_item
 from worker.keys import Keys
 from worker.lua import INVOICES_PER_CALL, Scripts, script_env
+from worker.outage import OUTAGE_ERRORS
 from worker.replies import text
 
-__all__ = ["EnqueueOutcome", "EnqueueReport", "Enqueuer", "enqueue"]
+__all__ = ["EnqueueInterrupted", "EnqueueOutcome", "EnqueueReport", "Enqueuer", "enqueue"]
+
+
+class EnqueueInterrupted(Exception):
+    """Redis went away in the middle of an enqueue: part of it may be written.
+
+    Running the same enqueue again is safe (it is idempotent) and finishes it.
+    """
+
+    def __init__(self, batch_id: str, error: BaseException) -> None:
+        super().__init__(
+            f"Redis went away during the run ({type(error).__name__}: {error}); "
+            f"part of batch {batch_id} may be queued"
+        )
+        self.batch_id = batch_id
 
 
 def slug(name: str) -> str:
@@ -122,6 +139,7 @@ async def enqueue(
     chunk_size: int = 500,
     on_progress: Callable[[int], None] | None = None,
     lookup_new: bool = False,
+    confirm: bool = True,
 ) -> EnqueueReport:
     """Enqueue records prepared by `worker.intake` as one new batch.
 
@@ -137,6 +155,9 @@ async def enqueue(
         lookup_new: invoices the ledger did not know are looked up at the
             provider before their create (`invoicer send`: an earlier run
             without a ledger may have created them).
+        confirm: wait until the records are on disk, if Redis can say
+            (`worker.durability.confirm_enqueued`: up to ~2 s under
+            `appendfsync everysec`), and report it (`EnqueueReport.durable`).
 
     Returns:
         The batch id and what happened to each record.
@@ -144,12 +165,27 @@ async def enqueue(
     Raises:
         SourceError: from the records' source; when raised by its first item
             (an unreadable or empty file), no batch was created.
+        EnqueueInterrupted: Redis went away after the batch was registered.
     """
     items = await _started(items)
+    epoch = Epoch.of(redis)
+    await epoch.env(script_env(keys))  # the instance, checked before the first write
+    before = epoch.durability
     batch_id = await create_batch(redis, keys, intake, batch)
     report = EnqueueReport(batch_id=batch_id, provider=intake.provider)
     mode = "direct" if lookup_new else "enqueue"
     run = _Chunked(Enqueuer(redis, keys), report, intake.account, chunk_size, on_progress, mode)
+    try:
+        await _write(run, items)
+        if confirm and before is not None:
+            confirmation = await confirm_enqueued(redis, before, last_write_at=time.monotonic())
+            report.durable, report.durability = confirmation.durable, confirmation.message
+    except OUTAGE_ERRORS as error:
+        raise EnqueueInterrupted(batch_id, error) from None
+    return report
+
+
+async def _write(run: _Chunked, items: Iterable[Taken] | AsyncIterable[Iterable[Taken]]) -> None:
     try:
         if isinstance(items, AsyncIterable):
             async for some in items:
@@ -160,7 +196,6 @@ async def enqueue(
         await run.flush()
     finally:
         await run.settle()
-    return report
 
 
 async def _started(
@@ -291,14 +326,14 @@ class _Chunked:
         head = self.enqueuer.head(
             provider=provider, account=self.account, batch=batch, mode=self.mode
         )
-        async with self.enqueuer.redis.pipeline(transaction=False) as pipe:
-            for refused, items in calls:
-                args: list[str | bytes] = list(head[:-1] if refused else head)
-                for item in items:
-                    args += item.values if isinstance(item, _Refused) else item[2]
-                script = self.enqueuer.reject if refused else self.enqueuer.script
-                await script(args=args, client=pipe)
-            replies = await pipe.execute()
+        sent = []
+        for refused, items in calls:
+            args: list[str | int | bytes] = list(head[:-1] if refused else head)
+            for item in items:
+                args += item.values if isinstance(item, _Refused) else item[2]
+            script = self.enqueuer.reject if refused else self.enqueuer.script
+            sent.append(script(args=args))
+        replies = await asyncio.gather(*sent)  # one pipeline (`worker.lua.ScriptBatch`)
         for (refused, items), reply in zip(calls, replies, strict=True):
             if refused:
                 self.report.invalid_dead_lettered += sum(text(r) == "dead_lettered" for r in reply)

@@ -57,11 +57,16 @@ class EnqueueReport:
     """Records refused (invoices, plus rows without a readable invoice number)."""
     invalid_dead_lettered: int = 0
     """Invalid records parked in the dead-letter queue (those with a usable number)."""
+    durable: bool | None = None
+    """True: the records are on disk; False: Redis restarted meanwhile, some may
+    be lost (run it again); None: its settings promise nothing (`worker.durability`)."""
+    durability: str = ""
+    """What `durable` means here, in words (the setting it depends on)."""
 
     @property
     def ok(self) -> bool:
-        """No conflicts and no invalid records."""
-        return not self.conflicts and not self.invalid
+        """No conflicts, no invalid records, nothing lost to a Redis restart."""
+        return not self.conflicts and not self.invalid and self.durable is not False
 
     @property
     def records(self) -> int:
@@ -87,6 +92,8 @@ class EnqueueReport:
             "already_created": self.already_created,
             "invalid_records": self.invalid_records,
             "invalid_dead_lettered": self.invalid_dead_lettered,
+            "durable": self.durable,
+            "durability": self.durability,
         }
 
     def as_dict(self) -> dict[str, object]:

@@ -65,13 +65,22 @@ class WorkerInfo:
 class Heartbeat:
     """This process's heartbeat record."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, providers: Sequence[Provider]) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        providers: Sequence[Provider],
+        *,
+        concurrency: int | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.worker_id = f"{self.host}:{self.pid}:{secrets.token_hex(3)}"
         self.queues = [p.value for p in providers]
+        self.concurrency = concurrency
+        """Jobs at once per queue: a recovery after a Redis crash counts them (`worker.epoch`)."""
         self.started_at_ms = int(time.time() * 1000)
         self._last = 0.0
 
@@ -98,6 +107,8 @@ class Heartbeat:
             "holding": holding,
             "stopped": stopped,
         }
+        if self.concurrency is not None:
+            record["concurrency"] = self.concurrency
         await self.redis.hset(self.keys.workers(), self.worker_id, json.dumps(record))  # type: ignore[misc]
 
 

@@ -89,6 +89,8 @@ class HeldEntry:
             if monotonic() + margin_s > self.deadline:
                 raise NotYet(0.0, "lease too close to its end to start a request")
         self.request_started = True
+        if self._transitions.on_request is not None:
+            self._transitions.on_request(self.invoice_key, self.job_id)
 
     async def mark_sending(self) -> None:
         """`queued|in_doubt -> sending`: a create request is about to leave.

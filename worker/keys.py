@@ -240,6 +240,16 @@ class Keys:
         """String with TTL: the one worker process delivering webhooks right now."""
         return f"{self.prefix}webhooks:lock"
 
+    def epoch(self) -> str:
+        """Hash: the Redis server instance (run id) the ledger was last checked on, its
+        persistence policy and the workers' lease and landing window (`worker.epoch`)."""
+        return f"{self.prefix}epoch"
+
+    def epochs(self) -> str:
+        """List: the last recoveries after Redis came back as a new instance (JSON),
+        newest first."""
+        return f"{self.prefix}epochs"
+
     def metrics(self) -> str:
         """Hash: counters and histogram buckets flushed by every worker process."""
         return f"{self.prefix}metrics"

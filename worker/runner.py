@@ -54,6 +54,7 @@ from worker.held import HeldEntry, LeaseLost
 from worker.keys import InvoiceKey
 from worker.ledger import UnreadableRecord, unreadable
 from worker.observability import describe_bug
+from worker.outage import is_outage
 from worker.retry_policy import Attempt, Defer, counts_as_failure, decide
 from worker.runtime import Runtime
 
@@ -185,6 +186,8 @@ async def _run(runtime: Runtime, held: HeldEntry, *, job_try: int) -> JobResult:
     except InvoiceError as error:
         return await _failed(runtime, held, error, job_try=job_try)
     except Exception as bug:
+        if is_outage(bug):  # Redis away: not the invoice's fault (worker.outage)
+            raise
         await _park_after_bug(held, bug)
         raise
     outcome: Outcome = "sent" if receipt.sent else "created"

@@ -165,6 +165,10 @@ class Settings(_Frozen):
     """How long after a create request left the provider may still process it
     (docs/operations.md, "The landing window"): at least connect + read
     timeout + `LANDING_MARGIN_S`."""
+    recovery_extra: int = Field(default=500, ge=0)
+    """After Redis came back without some acknowledged writes, invoices looked up
+    first per queue beyond twice the slots of the workers alive
+    (docs/operations.md, "Redis")."""
     poll_delay_s: float = Field(default=0.02, gt=0)
     concurrency: int = Field(default=100, gt=0)
     shutdown_wait_s: int = Field(default=30, ge=0)
@@ -399,6 +403,7 @@ def _build(env: Mapping[str, str]) -> Settings:
                 data_dir=get("INVOICER_DATA_DIR"),
                 lease_s=get("INVOICER_LEASE_S"),
                 landing_window_s=get("INVOICER_LANDING_WINDOW_S"),
+                recovery_extra=get("INVOICER_RECOVERY_EXTRA"),
                 poll_delay_s=get("INVOICER_POLL_DELAY_S"),
                 concurrency=get("INVOICER_CONCURRENCY"),
                 shutdown_wait_s=get("INVOICER_SHUTDOWN_WAIT_S"),

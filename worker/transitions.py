@@ -11,7 +11,8 @@ concurrent jobs share round trips (`ScriptBatch`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
 from time import monotonic
 from typing import Protocol
 
@@ -64,6 +65,8 @@ class Transitions:
         self.window_ms = window_ms
         self.margin_s = min(1.0, lease_ms / 4000)
         """How much of a lease must be left to start a request."""
+        self.on_request: Callable[[str, str], None] | None = None
+        """Told (invoice key, job id) as each request leaves (`worker.journal`)."""
         self.scripts = Scripts.register(redis)
         self.env = script_env(keys)
         # Claims and transitions of concurrent jobs share round trips.
@@ -75,10 +78,9 @@ class Transitions:
         if not entries:
             return
         started = monotonic()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for entry in entries:
-                await self.scripts.held(args=self._held_args(entry, "heartbeat"), client=pipe)
-            replies = await pipe.execute()
+        # Gathered calls go out together, in one pipeline (`ScriptBatch`).
+        calls = [self.batch(self.scripts.held, self._held_args(e, "heartbeat")) for e in entries]
+        replies = await asyncio.gather(*calls)
         for entry, reply in zip(entries, replies, strict=True):
             if text(reply[0]) == "ok":
                 entry.deadline = started + self.lease_ms / 1000

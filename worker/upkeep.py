@@ -25,6 +25,7 @@ from jobs.models import Provider
 from worker.fleet import Heartbeat
 from worker.keys import Keys
 from worker.metrics import MetricsBuffer
+from worker.outage import OUTAGE_ERRORS, Outage
 from worker.settings import Settings
 from worker.webhooks.dispatcher import Dispatcher
 
@@ -42,12 +43,15 @@ class Upkeep:
         redis: aioredis.Redis,
         providers: Sequence[Provider],
         holding: Callable[[], int],
+        *,
+        outage: Outage | None = None,
     ) -> None:
         keys = Keys(settings.redis_prefix)
         self.redis = redis
         self.keys = keys
         self.holding = holding
-        self.heartbeat = Heartbeat(redis, keys, providers)
+        self.outage = outage or Outage()
+        self.heartbeat = Heartbeat(redis, keys, providers, concurrency=settings.concurrency)
         self.metrics = MetricsBuffer()
         secret = settings.webhook_secret
         self.webhooks = Dispatcher(redis, keys, secret.get_secret_value() if secret else None)
@@ -78,6 +82,8 @@ class Upkeep:
             for step in (self._beat, self._flush, self.webhooks.tick):
                 try:
                     await asyncio.wait_for(step(), timeout=30)
+                except OUTAGE_ERRORS as error:  # one line per outage (worker.outage)
+                    self.outage.failed(error)
                 except Exception:
                     log.exception("upkeep step %s failed", getattr(step, "__name__", step))
 

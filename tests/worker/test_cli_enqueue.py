@@ -38,6 +38,8 @@ REPORT_FIELDS = {
     "already_created",
     "conflicts",
     "invalid",
+    "durable",
+    "durability",
 }
 
 
@@ -86,6 +88,8 @@ async def test_enqueue_small_sample_as_json(redis_client: aioredis.Redis, redis_
     assert report["provider"] == "maast" and report["ok"] is True
     assert report["accepted"] == 5 and report["duplicates"] == 0
     assert report["conflicts"] == [] and report["invalid"] == []
+    # On disk, or (CI's Redis runs without AOF) not promised: never lost.
+    assert report["durable"] is not False and report["durability"]
     assert str(report["batch_id"]).startswith("b-")
     assert set((await states(redis_client, SMALL_NUMBERS)).values()) == {State.QUEUED}
     assert await redis_client.zcard(KEYS.queue(Provider.MAAST)) == 5

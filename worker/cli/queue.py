@@ -21,7 +21,7 @@ from jobs.models import Provider
 from jobs.sources import Format, SourceError, format_of
 from worker import api
 from worker.cli import common, serving
-from worker.enqueue import EnqueueReport
+from worker.enqueue import EnqueueInterrupted, EnqueueReport
 from worker.reader import IntakeFailed
 from worker.settings import Settings
 
@@ -76,7 +76,7 @@ def enqueue(
         )
     except SourceError as exc:
         common.fail(f"{_name(file)}: {exc}")
-    except IntakeFailed as exc:
+    except (IntakeFailed, EnqueueInterrupted) as exc:
         # Not a usage error: part of the file may be queued, and running the
         # same command again is safe (enqueueing is idempotent).
         common.fail(f"{file}: {exc}; run the same command again to finish", common.EXIT_SOME_FAILED)
@@ -153,6 +153,11 @@ def _print_report(report: EnqueueReport) -> None:
     ]
     for label, count, note in rows:
         out.print(f"  {label:<16}{count:>9,}  {note}".rstrip(), highlight=False)
+    if report.durability:
+        mark = {True: "[green]on disk[/green]", None: "[yellow]not promised[/yellow]"}.get(
+            report.durable, "[red]may be lost[/red]"
+        )
+        out.print(f"  {mark}: {report.durability}", highlight=False)
     # Plain writes, not one rich print per line: a file with 80,000 bad rows
     # must print in a second, not in a minute.
     lines = (
@@ -231,12 +236,13 @@ def worker(
 
 async def _work(s: Settings, chosen: list[Provider], *, burst: bool) -> serving.BurstSummary | None:
     """Run the workers; with `burst`, what they did (None otherwise)."""
-    from worker.app import run_workers  # only this command needs arq
+    from worker.app import redis_up, run_workers  # only this command needs arq
 
     if not burst:
         await run_workers(s, chosen)
         return None
     async with common.redis_client(s) as redis:
+        await redis_up(redis)  # a worker started before its Redis waits for it
         before = await serving.account_counts(redis, common.keys(s), s, chosen)
         started = time.monotonic()
         run = await run_workers(s, chosen, burst=True)

@@ -3,6 +3,18 @@
 -- formats live in Python only); ARGV[2]: "now" in ms, or "" for Redis TIME
 -- (one clock for every worker: leases are compared across hosts).
 local E = cjson.decode(ARGV[1])
+
+-- The Redis server instance (run id) the caller checked for lost writes
+-- (worker.epoch) is added to ARGV[1] as `run_id`. On any other instance (a
+-- restart, a failover) the script refuses to run, before it reads or writes
+-- anything, until its caller has noticed and recovered: checked here, in the
+-- same atomic step as the script's own work, so no claim can slip in between.
+do
+  local info = redis.call('INFO', 'server')
+  if not E.run_id or not string.find(info, 'run_id:' .. E.run_id, 1, true) then
+    return redis.error_reply('EPOCH ' .. (string.match(info, 'run_id:(%x+)') or ''))
+  end
+end
 local NOW
 if ARGV[2] ~= '' then
   NOW = tonumber(ARGV[2])
@@ -214,4 +226,30 @@ local function ensure_job(provider, ik, jid, due_now)
   else
     redis.call('ZADD', E.queue[provider], 'NX', NOW, jid)
   end
+end
+
+-- After Redis came back as a new instance that may have lost acknowledged
+-- writes (worker.epoch): the record of `ik` (its job `jid`, if given) may
+-- have lost a `sending` or `created` mark. It is looked up before anything is
+-- created, and nothing is created before `until_ms` (a request that may have
+-- left can no longer land); a created one about to be sent looks before
+-- sending. Returns whether the record was marked.
+local function lookup_first(ik, jid, until_ms, detail)
+  local rec = ledger_key(ik)
+  local r = redis.call('HMGET', rec, 'state', 'job_id', 'dlq', 'landing_until_ms', 'send',
+    'send_started')
+  local state = r[1]
+  if not state or r[3] == '1' or (jid and r[2] ~= jid) then return false end
+  if state == 'queued' or state == 'sending' or state == 'in_doubt' then
+    redis.call('HSET', rec, 'lookup', '1')
+    if (tonumber(r[4] or '0') or 0) < until_ms then
+      redis.call('HSET', rec, 'landing_until_ms', until_ms)
+    end
+  elseif state == 'created' and r[5] == '1' and r[6] ~= '1' then
+    redis.call('HSET', rec, 'send_started', '1')
+  else
+    return false
+  end
+  event(ik, 'redis restarted', state, detail)
+  return true
 end
