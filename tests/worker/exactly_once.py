@@ -237,13 +237,18 @@ async def slow_provider_kill(
     report = await enqueue(env, list(items), provider)
     victim = start_worker(env, "--providers", provider.value, "--concurrency", str(in_flight))
     await _until_in_flight(sandbox, provider, victim, in_flight, timeout_s=60)
-    # The survivor is up before the kill (it takes the invoices the victim had
-    # not started), so it takes the dead worker's over as soon as their leases
-    # expire: well before those creates are processed.
-    survivor = start_worker(env, "--providers", provider.value, "--burst")
-    await _until_workers(redis, env, 2, survivor)
+    # The survivor takes the dead worker's invoices over as soon as their
+    # leases expire, well before those creates are processed: with room for
+    # every invoice (its own creates must not hold the slots), and up before
+    # the leases expire (under a short lease: before the kill).
+    room = str(invoices)
+    survivor_args = ("--providers", provider.value, "--burst", "--concurrency", room)
+    survivor = start_worker(env, *survivor_args) if lease_s < 5 else None
+    if survivor is not None:
+        await _until_workers(redis, env, 2, survivor)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
+    survivor = survivor or start_worker(env, *survivor_args)
     await asyncio.to_thread(wait_all, [survivor], 900)
     numbers = [i.number for i in items]
     return await figures(
